@@ -1,0 +1,497 @@
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { mkdir, rename, rm, stat, writeFile, readdir } from "node:fs/promises";
+import { basename, dirname, join, resolve } from "node:path";
+import {
+  formatParamCount,
+  type GGUFFileMetadata,
+  type GGUFMetadata,
+  type Manifest,
+  MANIFEST_FILE,
+  MANIFEST_SCHEMA_VERSION,
+  METADATA_FILE,
+  InputError,
+  OutputError,
+  UsageError,
+} from "@llama-pajamas/artifact";
+import { getArchitecture } from "./architectures/index.js";
+import type { Architecture, HFConfig, TensorPlan } from "./architectures/types.js";
+import { f32ToBF16, f32ToF16, bf16ToF32, f16ToF32 } from "./formats/float.js";
+import { GGMLType, type GGUFKV, GGUFValueType, LlamaFtype } from "./formats/gguf-types.js";
+import { GGUFWriter } from "./formats/gguf-writer.js";
+import { tensorBytes } from "./formats/ggml-type-traits.js";
+import { openCheckpointTensors, readTensorF32, type SafetensorsTensor } from "./formats/safetensors.js";
+import { converterTensorType } from "./float-policy.js";
+import { generalMetadata } from "./general-metadata.js";
+import { readImatrix } from "./quantize/imatrix.js";
+import { parseMethod, type QuantMethod } from "./quantize/methods.js";
+import { QuantizePool } from "./quantize/pool.js";
+import { chooseTensorTypes } from "./quantize/recipes.js";
+import { openLocalCheckpoint, type LocalCheckpoint } from "./source/local.js";
+import { buildTokenizerKV } from "./tokenizer/index.js";
+import { PIPELINE_VERSION, RUNTIME_REQUIREMENT, LLAMA_CPP_VERSION } from "./version.js";
+
+/** What to produce. Mirrors the seed's QuantConfig in TypeScript idiom. */
+export interface QuantConfig {
+  formats?: "gguf"[];
+  /** GGUF methods by name: "Q4_K_M", "q8_0", "F16" ... (see list-methods). */
+  precisions: string[];
+  /** llama.cpp importance matrix (GGUF or legacy .dat), required by IQ2/IQ3 types. */
+  imatrixPath?: string;
+  /**
+   * The float type quantized tensors pass through first. Quantizing gives the bytes
+   * llama_model_quantize gives when run on our GGUF of this type. "auto" takes the
+   * checkpoint's own dtype (BF16 for bf16 weights), which loses nothing.
+   */
+  intermediate?: "auto" | "f32" | "f16" | "bf16";
+  threads?: number;
+  force?: boolean;
+}
+
+export interface ConvertOptions extends QuantConfig {
+  model: string;
+  output: string;
+  modelId?: string;
+  onProgress?: (event: ProgressEvent) => void;
+  signal?: AbortSignal;
+}
+
+export interface ProgressEvent {
+  tensorIndex: number; // 1-based, of tensorCount
+  tensorCount: number;
+  tensorName: string;
+  bytesRead: number;
+  bytesTotal: number;
+  elapsedMs: number;
+}
+
+export interface ConvertedFile {
+  format: "gguf";
+  method: string;
+  path: string;
+  sizeBytes: number;
+  sha256: string;
+  compressionRatio: number;
+  tensorTypes: Record<string, number>;
+}
+
+export interface ConvertResult {
+  outputDir: string;
+  manifestPath: string;
+  files: ConvertedFile[];
+  /** The first GGUF written (the seed's result.gguf_path). */
+  ggufPath: string;
+  compressionRatio: number;
+  sourceBytes: number;
+  architecture: { type: string; ggufArch: string; family: string; paramsTotal: number; paramsNonEmbedding: number };
+  seconds: number;
+}
+
+interface OutputPlan {
+  method: QuantMethod;
+  path: string;
+  types: GGMLType[];
+  writer: GGUFWriter;
+  tensorTypes: Record<string, number>;
+}
+
+const FLOAT_TYPES: Record<string, GGMLType> = { F32: GGMLType.F32, F16: GGMLType.F16, BF16: GGMLType.BF16 };
+
+/**
+ * HF checkpoint -> GGUF files in one pass: each source tensor is read once, mapped, and
+ * written to every requested precision. Outputs go to a temporary directory that replaces
+ * the output directory only when everything is complete.
+ */
+export async function convert(opts: ConvertOptions): Promise<ConvertResult> {
+  const started = Date.now();
+  if (opts.precisions.length === 0) throw new UsageError("no precision given; pass --precision, e.g. q4_k_m,q8_0");
+  const methods = dedupe(opts.precisions.map((p) => parsePrecision(p)));
+  const ckpt = await openLocalCheckpoint(opts.model, opts.modelId);
+  const outputDir = resolve(opts.output);
+  await checkOutput(outputDir, opts.force === true);
+
+  const arch = getArchitecture(ckpt.config);
+  const sources = await openCheckpointTensors(ckpt.dir);
+  const plans = arch.tensors(ckpt.config, sources);
+  const summary = arch.summary(ckpt.config);
+  const params = countParams(plans);
+  const intermediate = intermediateType(opts.intermediate ?? "auto", sources);
+  const needsImatrix = methods.filter((m) => m.requiresImatrix);
+  if (needsImatrix.length > 0 && !opts.imatrixPath) {
+    throw new UsageError(
+      `${needsImatrix.map((m) => m.name).join(", ")} need an importance matrix; pass --imatrix FILE ` +
+        `(a llama.cpp imatrix, .gguf or legacy .dat)`,
+    );
+  }
+  const imatrix = opts.imatrixPath ? await readImatrix(opts.imatrixPath) : undefined;
+
+  const tokenizerKV = await buildTokenizerKV({
+    dir: ckpt.dir,
+    config: ckpt.config,
+    ggufArch: arch.ggufArch,
+    modelType: String(ckpt.config.model_type),
+  });
+  const archKV = arch.metadata(ckpt.config);
+  const generalKV = generalMetadata({
+    ggufArch: arch.ggufArch,
+    dirName: basename(ckpt.dir),
+    generationConfig: ckpt.generationConfig,
+    paramsTotal: params.total,
+  });
+
+  // The intermediate GGUF's per-tensor types: what llama_model_quantize would read.
+  const intermediateTypes = plans.map((p) => converterTensorType(p, intermediate));
+  const tmpDir = `${outputDir}.tmp-${process.pid}`;
+  await rm(tmpDir, { recursive: true, force: true });
+  await mkdir(join(tmpDir, "gguf"), { recursive: true });
+
+  const stem = basename(ckpt.dir).toLowerCase();
+  const outputs: OutputPlan[] = [];
+  const pool = new QuantizePool({ threads: opts.threads });
+  try {
+    for (const method of methods) {
+      const types = tensorTypesFor(method, plans, intermediateTypes, arch, ckpt.config, imatrix !== undefined);
+      const file = `${stem}-${method.name.toLowerCase()}.gguf`;
+      const writer = new GGUFWriter();
+      const kv: GGUFKV[] = [
+        ...generalKV,
+        ...archKV.beforeFileType,
+        { key: "general.file_type", type: GGUFValueType.UINT32, value: method.ftype },
+        ...archKV.afterFileType,
+        { key: "general.quantization_version", type: GGUFValueType.UINT32, value: 2 },
+        ...tokenizerKV,
+      ];
+      if (imatrix && method.usesImatrix) kv.push(...imatrixKV(opts.imatrixPath!, imatrix));
+      for (const e of kv) writer.addKV(e);
+      const tensorTypes: Record<string, number> = {};
+      plans.forEach((p, i) => {
+        const type = types[i]!;
+        writer.addTensorInfo({ name: p.name, shape: p.shape, type, byteLength: tensorBytes(type, [...p.shape].reverse()) });
+        const tn = GGMLType[type] ?? String(type);
+        tensorTypes[tn] = (tensorTypes[tn] ?? 0) + 1;
+      });
+      const path = join(tmpDir, "gguf", file);
+      await writer.open(path);
+      await writer.writeHeader();
+      outputs.push({ method, path, types, writer, tensorTypes });
+    }
+
+    const bytesTotal = plans.reduce((s, p) => s + sourceBytes(p, sources), 0);
+    let bytesRead = 0;
+    for (let i = 0; i < plans.length; i++) {
+      if (opts.signal?.aborted) throw new OutputError("conversion interrupted; nothing was written to the output directory");
+      const plan = plans[i]!;
+      const data = await materialize(plan, sources);
+      for (const out of outputs) {
+        const bytes = await encode({
+          plan,
+          data,
+          type: out.types[i]!,
+          via: intermediateTypes[i]!,
+          imatrix: imatrix?.get(plan.name),
+          pool,
+        });
+        await out.writer.writeTensorData(plan.name, bytes);
+      }
+      bytesRead += sourceBytes(plan, sources);
+      opts.onProgress?.({
+        tensorIndex: i + 1,
+        tensorCount: plans.length,
+        tensorName: plan.name,
+        bytesRead,
+        bytesTotal,
+        elapsedMs: Date.now() - started,
+      });
+    }
+    for (const out of outputs) await out.writer.finish();
+  } catch (e) {
+    for (const out of outputs) await out.writer.abort().catch(() => undefined);
+    await rm(tmpDir, { recursive: true, force: true });
+    throw asOutputError(e, outputDir);
+  } finally {
+    await pool.close();
+  }
+
+  const files: ConvertedFile[] = [];
+  for (const out of outputs) {
+    const sizeBytes = (await stat(out.path)).size;
+    files.push({
+      format: "gguf",
+      method: out.method.name,
+      path: join(outputDir, "gguf", basename(out.path)),
+      sizeBytes,
+      sha256: await sha256File(out.path),
+      compressionRatio: ckpt.weightBytes / sizeBytes,
+      tensorTypes: out.tensorTypes,
+    });
+  }
+  const manifest = buildManifest({ ckpt, arch, family: summary.family, params, files, outputDir });
+  await writeFile(join(tmpDir, "gguf", METADATA_FILE), JSON.stringify(ggufMetadata(files, outputs, opts), null, 2) + "\n");
+  await writeFile(join(tmpDir, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + "\n");
+  await replaceDir(tmpDir, outputDir);
+
+  return {
+    outputDir,
+    manifestPath: join(outputDir, MANIFEST_FILE),
+    files,
+    ggufPath: files[0]!.path,
+    compressionRatio: files[0]!.compressionRatio,
+    sourceBytes: ckpt.weightBytes,
+    architecture: {
+      type: String(ckpt.config.model_type),
+      ggufArch: arch.ggufArch,
+      family: summary.family,
+      paramsTotal: params.total,
+      paramsNonEmbedding: params.nonEmbedding,
+    },
+    seconds: (Date.now() - started) / 1000,
+  };
+}
+
+/** An unknown precision is bad input (exit 1), with the valid names listed. */
+function parsePrecision(name: string): QuantMethod {
+  try {
+    return parseMethod(name);
+  } catch (e) {
+    if (e instanceof UsageError) throw new InputError(e.message, { code: "E_PRECISION" });
+    throw e;
+  }
+}
+
+function dedupe(methods: QuantMethod[]): QuantMethod[] {
+  const seen = new Set<string>();
+  return methods.filter((m) => (seen.has(m.name) ? false : (seen.add(m.name), true)));
+}
+
+/** The checkpoint's own float type unless one is asked for; mixed checkpoints go F16 like llama.cpp's default. */
+function intermediateType(
+  want: "auto" | "f32" | "f16" | "bf16",
+  sources: ReadonlyMap<string, SafetensorsTensor>,
+): GGMLType.F32 | GGMLType.F16 | GGMLType.BF16 {
+  if (want === "f32") return GGMLType.F32;
+  if (want === "f16") return GGMLType.F16;
+  if (want === "bf16") return GGMLType.BF16;
+  const dtypes = new Set([...sources.values()].filter((t) => t.shape.length >= 2).map((t) => t.dtype));
+  if (dtypes.size === 1 && dtypes.has("BF16")) return GGMLType.BF16;
+  if (dtypes.size === 1 && dtypes.has("F32")) return GGMLType.F32;
+  return GGMLType.F16;
+}
+
+function tensorTypesFor(
+  method: QuantMethod,
+  plans: TensorPlan[],
+  intermediateTypes: GGMLType[],
+  arch: Architecture,
+  config: HFConfig,
+  haveImatrix: boolean,
+): GGMLType[] {
+  const float = FLOAT_TYPES[method.name];
+  if (float !== undefined) return plans.map((p) => converterTensorType(p, float as GGMLType.F32));
+  return chooseTensorTypes({
+    ftype: method.ftype as LlamaFtype,
+    tensors: plans.map((p, i) => ({ name: p.name, ne: [...p.shape].reverse(), type: intermediateTypes[i]! })),
+    model: { ...arch.summary(config), arch: arch.ggufArch },
+    haveImatrix,
+  });
+}
+
+async function materialize(plan: TensorPlan, sources: ReadonlyMap<string, SafetensorsTensor>): Promise<Float32Array> {
+  if (plan.generate) return plan.generate();
+  const inputs = await Promise.all(plan.sources.map((n) => readTensorF32(sources.get(n)!)));
+  if (plan.build) return plan.build(inputs);
+  return inputs[0]!;
+}
+
+function sourceBytes(plan: TensorPlan, sources: ReadonlyMap<string, SafetensorsTensor>): number {
+  return plan.sources.reduce((s, n) => {
+    const t = sources.get(n);
+    return s + (t ? t.end - t.start : 0);
+  }, 0);
+}
+
+/** Rounds through a float storage type, as reading it back from a GGUF of that type would. */
+function roundThrough(data: Float32Array, type: GGMLType): Float32Array {
+  if (type === GGMLType.F16) return f16ToF32(f32ToF16(data));
+  if (type === GGMLType.BF16) return bf16ToF32(f32ToBF16(data));
+  return data;
+}
+
+function asBytes(a: ArrayBufferView): Uint8Array {
+  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+}
+
+async function encode(opts: {
+  plan: TensorPlan;
+  data: Float32Array;
+  type: GGMLType;
+  via: GGMLType;
+  imatrix: Float32Array | undefined;
+  pool: QuantizePool;
+}): Promise<Uint8Array> {
+  const { plan, data, type } = opts;
+  if (type === GGMLType.F32) return asBytes(opts.via === GGMLType.F32 ? data : roundThrough(data, opts.via));
+  if (type === GGMLType.F16) return asBytes(f32ToF16(data));
+  if (type === GGMLType.BF16) return asBytes(f32ToBF16(data));
+  const src = roundThrough(data, opts.via);
+  const nPerRow = plan.shape[plan.shape.length - 1]!;
+  const nRows = src.length / nPerRow;
+  // 3-D expert tensors: the importance matrix holds one row-vector per expert
+  // (llama-quant.cpp quantizes each expert slice with its own slice of the imatrix).
+  const nExpert = plan.shape.length === 3 ? plan.shape[0]! : 1;
+  if (nExpert > 1 && opts.imatrix && opts.imatrix.length === nPerRow * nExpert) {
+    const rowsPerExpert = nRows / nExpert;
+    const parts: Uint8Array[] = [];
+    for (let e = 0; e < nExpert; e++) {
+      parts.push(
+        await opts.pool.quantize({
+          type,
+          data: src.subarray(e * rowsPerExpert * nPerRow, (e + 1) * rowsPerExpert * nPerRow),
+          nRows: rowsPerExpert,
+          nPerRow,
+          imatrix: opts.imatrix.subarray(e * nPerRow, (e + 1) * nPerRow),
+        }),
+      );
+    }
+    return concat(parts);
+  }
+  return opts.pool.quantize({ type, data: src, nRows, nPerRow, imatrix: opts.imatrix });
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((s, p) => s + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
+function countParams(plans: TensorPlan[]): { total: number; nonEmbedding: number } {
+  let total = 0;
+  let embedding = 0;
+  for (const p of plans) {
+    if (p.generate) continue; // rope_freqs and similar are not parameters
+    const n = p.shape.reduce((a, b) => a * b, 1);
+    total += n;
+    if (p.name === "token_embd.weight" || p.name === "output.weight") embedding += n;
+  }
+  return { total, nonEmbedding: total - embedding };
+}
+
+function imatrixKV(path: string, imatrix: Map<string, Float32Array>): GGUFKV[] {
+  return [
+    { key: "quantize.imatrix.file", type: GGUFValueType.STRING, value: path },
+    { key: "quantize.imatrix.entries_count", type: GGUFValueType.INT32, value: imatrix.size },
+  ];
+}
+
+async function checkOutput(outputDir: string, force: boolean): Promise<void> {
+  let entries: string[];
+  try {
+    entries = await readdir(outputDir);
+  } catch {
+    try {
+      await mkdir(dirname(outputDir), { recursive: true });
+    } catch (e) {
+      throw new OutputError(`cannot create the parent of ${outputDir}: ${(e as Error).message}`, { path: outputDir });
+    }
+    return;
+  }
+  if (entries.length > 0 && !force) {
+    throw new OutputError(`output directory ${outputDir} already exists and is not empty; pass --force to replace it`, {
+      path: outputDir,
+      code: "E_EXISTS",
+    });
+  }
+}
+
+/** Swaps the finished temp dir into place; an existing output is removed only after. */
+async function replaceDir(tmpDir: string, outputDir: string): Promise<void> {
+  const old = `${outputDir}.old-${process.pid}`;
+  let hadOld = false;
+  try {
+    await rename(outputDir, old);
+    hadOld = true;
+  } catch {
+    // no previous output
+  }
+  await rename(tmpDir, outputDir);
+  if (hadOld) await rm(old, { recursive: true, force: true });
+}
+
+function asOutputError(e: unknown, outputDir: string): unknown {
+  const code = (e as NodeJS.ErrnoException)?.code;
+  if (code === "ENOSPC") {
+    return new OutputError(`disk full while writing ${outputDir}; free space and run again (nothing was kept)`, {
+      path: outputDir,
+      code: "E_DISK_FULL",
+      cause: e,
+    });
+  }
+  return e;
+}
+
+async function sha256File(path: string): Promise<string> {
+  const h = createHash("sha256");
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 22 })) h.update(chunk as Buffer);
+  return h.digest("hex");
+}
+
+function buildManifest(opts: {
+  ckpt: LocalCheckpoint;
+  arch: Architecture;
+  family: "dense_decoder" | "moe";
+  params: { total: number; nonEmbedding: number };
+  files: ConvertedFile[];
+  outputDir: string;
+}): Manifest {
+  return {
+    schema_version: MANIFEST_SCHEMA_VERSION,
+    model_id: opts.ckpt.modelId,
+    quantized_at: new Date().toISOString(),
+    pipeline_version: PIPELINE_VERSION,
+    architecture: {
+      family: opts.family,
+      type: String(opts.ckpt.config.model_type),
+      params_total: formatParamCount(opts.params.total),
+      params_non_embedding: formatParamCount(opts.params.nonEmbedding),
+      params_total_count: opts.params.total,
+      params_non_embedding_count: opts.params.nonEmbedding,
+    },
+    formats: opts.files.map((f) => ({
+      type: f.format,
+      path: `gguf/${basename(f.path)}`,
+      method: f.method,
+      size_mb: Math.round((f.sizeBytes / 2 ** 20) * 100) / 100,
+      size_bytes: f.sizeBytes,
+      compression: `${f.compressionRatio.toFixed(1)}x`,
+      sha256: f.sha256,
+    })),
+    runtime_requirements: { "llama-pajamas-run": RUNTIME_REQUIREMENT },
+    format_versions: { gguf: "3" },
+  };
+}
+
+function ggufMetadata(files: ConvertedFile[], outputs: OutputPlan[], opts: QuantConfig): GGUFMetadata {
+  return {
+    format: "gguf",
+    quantization_method: files[0]!.method,
+    gguf_version: 3,
+    llama_cpp_version: LLAMA_CPP_VERSION,
+    compatible_backends: ["cpu", "cuda", "vulkan", "metal"],
+    runtime_requirements: `llama-pajamas-run ${RUNTIME_REQUIREMENT}`,
+    files: files.map((f, i): GGUFFileMetadata => {
+      const m: GGUFFileMetadata = {
+        file: basename(f.path),
+        quantization_method: f.method,
+        file_type: outputs[i]!.method.ftype,
+        size_bytes: f.sizeBytes,
+        sha256: f.sha256,
+        tensor_types: f.tensorTypes,
+      };
+      if (opts.imatrixPath && outputs[i]!.method.usesImatrix) m.imatrix = basename(opts.imatrixPath);
+      return m;
+    }),
+  };
+}

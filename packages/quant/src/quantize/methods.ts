@@ -1,0 +1,111 @@
+// The GGUF methods users can ask for, by the names llama-quantize takes. Names, order and
+// descriptions are those of QUANT_OPTIONS in llama.cpp tools/quantize/quantize.cpp at the
+// commit node-llama-cpp 3.21.1 ships (descriptions quote llama.cpp's Llama-3-8B numbers).
+
+import { UsageError } from "@llama-pajamas/artifact";
+import { ggmlTypeTraits } from "../formats/ggml-type-traits.js";
+import { GGMLType, LlamaFtype } from "../formats/gguf-types.js";
+import { ftypeDefaultType } from "./recipes.js";
+
+export interface QuantMethod {
+  /** Upstream spelling: "Q4_K_M", "IQ2_XS", "F16" ... */
+  name: string;
+  ftype: LlamaFtype;
+  /** The type most tensors get (llama_ftype_get_default_type). */
+  defaultType: GGMLType;
+  /**
+   * Nominal bits per weight of the default type (block bytes * 8 / block size). Mixtures
+   * keep some tensors at more bits, so files come out somewhat larger.
+   */
+  bitsPerWeight: number;
+  /** QUANT_OPTIONS' description. */
+  description: string;
+  /**
+   * llama_model_quantize refuses to run without an importance matrix: some tensor gets a type
+   * tensor_requires_imatrix lists (IQ1/IQ2/IQ3_XXS, or Q2_K in Q2_K_S).
+   */
+  requiresImatrix: boolean;
+  /** An importance matrix, when given, changes the result (every quantized method). */
+  usesImatrix: boolean;
+  /** Other names that select it ("Q4_K" for Q4_K_M). */
+  aliases: string[];
+}
+
+interface Row {
+  name: string;
+  ftype: LlamaFtype;
+  description: string;
+  requiresImatrix?: boolean;
+  aliases?: string[];
+}
+
+const F = LlamaFtype;
+
+// QUANT_OPTIONS order. requiresImatrix: the default type, or a type the mixture gives to
+// attn_q/attn_k/ffn tensors of any model, is one tensor_requires_imatrix lists; the suite
+// checks these flags against planTensorTypes on a real model.
+const ROWS: Row[] = [
+  { name: "Q4_0", ftype: F.MOSTLY_Q4_0, description: "4.34G, +0.4685 ppl @ Llama-3-8B" },
+  { name: "Q4_1", ftype: F.MOSTLY_Q4_1, description: "4.78G, +0.4511 ppl @ Llama-3-8B" },
+  { name: "Q5_0", ftype: F.MOSTLY_Q5_0, description: "5.21G, +0.1316 ppl @ Llama-3-8B" },
+  { name: "Q5_1", ftype: F.MOSTLY_Q5_1, description: "5.65G, +0.1062 ppl @ Llama-3-8B" },
+  { name: "IQ2_XXS", ftype: F.MOSTLY_IQ2_XXS, description: "2.06 bpw quantization", requiresImatrix: true },
+  { name: "IQ2_XS", ftype: F.MOSTLY_IQ2_XS, description: "2.31 bpw quantization", requiresImatrix: true },
+  { name: "IQ2_S", ftype: F.MOSTLY_IQ2_S, description: "2.5  bpw quantization", requiresImatrix: true },
+  { name: "IQ2_M", ftype: F.MOSTLY_IQ2_M, description: "2.7  bpw quantization", requiresImatrix: true },
+  { name: "Q2_K", ftype: F.MOSTLY_Q2_K, description: "2.96G, +3.5199 ppl @ Llama-3-8B" },
+  { name: "Q2_K_S", ftype: F.MOSTLY_Q2_K_S, description: "2.96G, +3.1836 ppl @ Llama-3-8B", requiresImatrix: true },
+  { name: "IQ3_XXS", ftype: F.MOSTLY_IQ3_XXS, description: "3.06 bpw quantization", requiresImatrix: true },
+  { name: "IQ3_S", ftype: F.MOSTLY_IQ3_S, description: "3.44 bpw quantization" },
+  { name: "IQ3_M", ftype: F.MOSTLY_IQ3_M, description: "3.66 bpw quantization mix" },
+  { name: "IQ3_XS", ftype: F.MOSTLY_IQ3_XS, description: "3.3 bpw quantization", requiresImatrix: true },
+  { name: "Q3_K_S", ftype: F.MOSTLY_Q3_K_S, description: "3.41G, +1.6321 ppl @ Llama-3-8B" },
+  { name: "Q3_K_M", ftype: F.MOSTLY_Q3_K_M, description: "3.74G, +0.6569 ppl @ Llama-3-8B", aliases: ["Q3_K"] },
+  { name: "Q3_K_L", ftype: F.MOSTLY_Q3_K_L, description: "4.03G, +0.5562 ppl @ Llama-3-8B" },
+  { name: "IQ4_NL", ftype: F.MOSTLY_IQ4_NL, description: "4.50 bpw non-linear quantization" },
+  { name: "IQ4_XS", ftype: F.MOSTLY_IQ4_XS, description: "4.25 bpw non-linear quantization" },
+  { name: "Q4_K_S", ftype: F.MOSTLY_Q4_K_S, description: "4.37G, +0.2689 ppl @ Llama-3-8B" },
+  { name: "Q4_K_M", ftype: F.MOSTLY_Q4_K_M, description: "4.58G, +0.1754 ppl @ Llama-3-8B", aliases: ["Q4_K"] },
+  { name: "Q5_K_S", ftype: F.MOSTLY_Q5_K_S, description: "5.21G, +0.1049 ppl @ Llama-3-8B" },
+  { name: "Q5_K_M", ftype: F.MOSTLY_Q5_K_M, description: "5.33G, +0.0569 ppl @ Llama-3-8B", aliases: ["Q5_K"] },
+  { name: "Q6_K", ftype: F.MOSTLY_Q6_K, description: "6.14G, +0.0217 ppl @ Llama-3-8B" },
+  { name: "Q8_0", ftype: F.MOSTLY_Q8_0, description: "7.96G, +0.0026 ppl @ Llama-3-8B" },
+  { name: "F16", ftype: F.MOSTLY_F16, description: "14.00G, +0.0020 ppl @ Mistral-7B" },
+  { name: "BF16", ftype: F.MOSTLY_BF16, description: "14.00G, -0.0050 ppl @ Mistral-7B" },
+  { name: "F32", ftype: F.ALL_F32, description: "26.00G              @ 7B" },
+];
+
+function build(row: Row): QuantMethod {
+  const defaultType = ftypeDefaultType(row.ftype) as GGMLType;
+  const { blockSize, typeSize } = ggmlTypeTraits(defaultType);
+  const float = defaultType === GGMLType.F32 || defaultType === GGMLType.F16 || defaultType === GGMLType.BF16;
+  return Object.freeze({
+    name: row.name,
+    ftype: row.ftype,
+    defaultType,
+    bitsPerWeight: (typeSize * 8) / blockSize,
+    description: row.description,
+    requiresImatrix: row.requiresImatrix === true,
+    usesImatrix: !float,
+    aliases: row.aliases ?? [],
+  }) as QuantMethod;
+}
+
+/** Every supported method, in llama-quantize's order. */
+export const METHODS: readonly QuantMethod[] = Object.freeze(ROWS.map(build));
+
+/** The method a user typed, case-insensitively ("q4_k_m", "Q4_K", "iq2_xs" ...). */
+export function parseMethod(name: string): QuantMethod {
+  const want = name.trim().toUpperCase();
+  const hit = METHODS.find((m) => m.name === want || m.aliases.includes(want));
+  if (hit) return hit;
+  throw new UsageError(
+    `unknown quantization method "${name}"; valid: ${METHODS.map((m) => m.name.toLowerCase()).join(", ")} ` +
+      `(aliases: q3_k, q4_k, q5_k; run list-methods for details)`,
+  );
+}
+
+/** The method of a llama_ftype, if we support it. */
+export function methodForFtype(ftype: LlamaFtype | number): QuantMethod | undefined {
+  return METHODS.find((m) => m.ftype === ftype);
+}

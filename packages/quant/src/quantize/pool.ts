@@ -1,0 +1,231 @@
+// Quantizes a tensor's rows in parallel. ggml quantizes every row on its own (one row's bytes
+// never depend on another's), so splitting the rows into chunks gives the bytes
+// llama_model_quantize gives; llama-quant.cpp llama_tensor_quantize_impl splits the same way
+// and, like here, never lets a chunk cross an expert boundary (each expert has its own slice of
+// the importance matrix).
+//
+// Data movement: a chunk's input floats are copied once into their own ArrayBuffer, which is
+// transferred to the worker (no structured-clone copy); a SharedArrayBuffer input is passed as
+// views, with no copy at all. Each worker transfers its output back.
+
+import { availableParallelism } from "node:os";
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { Worker } from "node:worker_threads";
+import { ConversionError, InputError, UsageError } from "@llama-pajamas/artifact";
+import type { GGMLType } from "../formats/gguf-types.js";
+import { quantizeRows } from "./native.js";
+import type { ChunkReply, ChunkRequest } from "./worker.js";
+
+/** Fewest floats per chunk: llama-quant.cpp's min_chunk_size (32 * 512). */
+const MIN_CHUNK_ELEMENTS = 32 * 512;
+/** Chunks per worker and tensor, so that uneven chunks still keep every worker busy. */
+const CHUNKS_PER_WORKER = 4;
+
+export interface QuantizeJob {
+  type: GGMLType | number;
+  /** nRows * nPerRow floats, row-major. */
+  data: Float32Array;
+  nRows: number;
+  nPerRow: number;
+  /**
+   * Importance vector: nPerRow values shared by all rows, or nExpert * nPerRow values for a
+   * 3-D expert tensor whose nRows split evenly into nExpert experts (llama-quant.cpp's layout).
+   */
+  imatrix?: Float32Array;
+}
+
+export interface QuantizePoolOptions {
+  /** Worker threads; default os.availableParallelism(). 1 quantizes on the calling thread. */
+  threads?: number;
+  /** The compiled worker module; default ./worker.js next to this module. */
+  workerUrl?: URL;
+}
+
+interface Chunk {
+  firstRow: number;
+  nRows: number;
+  imatrix: Float32Array | undefined;
+}
+
+/** Splits rows into chunks that do not cross expert boundaries; checks the job first. */
+function planChunks(job: QuantizeJob, maxRowsPerChunk: number): Chunk[] {
+  const { nRows, nPerRow, data, imatrix } = job;
+  if (!Number.isSafeInteger(nRows) || !Number.isSafeInteger(nPerRow) || nRows < 0 || nPerRow <= 0) {
+    throw new UsageError(`bad quantize job: ${nRows} rows of ${nPerRow}`);
+  }
+  if (data.length !== nRows * nPerRow) {
+    throw new UsageError(`quantize job has ${data.length} floats for ${nRows} rows of ${nPerRow}`);
+  }
+  let nExpert = 1;
+  if (imatrix !== undefined) {
+    nExpert = imatrix.length / nPerRow;
+    if (!Number.isInteger(nExpert) || nExpert < 1 || nRows % nExpert !== 0) {
+      throw new UsageError(
+        `importance vector of ${imatrix.length} values does not fit ${nRows} rows of ${nPerRow} ` +
+          `(want ${nPerRow}, or ${nPerRow} per expert)`,
+      );
+    }
+  }
+  const rowsPerExpert = nExpert > 1 ? nRows / nExpert : Math.max(nRows, 1);
+  const chunks: Chunk[] = [];
+  for (let row = 0; row < nRows; ) {
+    const expert = Math.floor(row / rowsPerExpert);
+    const n = Math.min(maxRowsPerChunk, nRows - row, rowsPerExpert - (row % rowsPerExpert));
+    const slice = imatrix && nExpert > 1 ? imatrix.subarray(expert * nPerRow, (expert + 1) * nPerRow) : imatrix;
+    chunks.push({ firstRow: row, nRows: n, imatrix: slice });
+    row += n;
+  }
+  return chunks;
+}
+
+/** Quantizes on the calling thread (the pool's path when threads = 1). */
+export function quantizeSync(job: QuantizeJob): Uint8Array {
+  const chunks = planChunks(job, Number.MAX_SAFE_INTEGER);
+  if (chunks.length === 1) return quantizeRows(job.type, job.data, job.nRows, job.nPerRow, chunks[0]!.imatrix);
+  const parts = chunks.map((c) =>
+    quantizeRows(job.type, job.data.subarray(c.firstRow * job.nPerRow, (c.firstRow + c.nRows) * job.nPerRow), c.nRows, job.nPerRow, c.imatrix),
+  );
+  return concat(parts);
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((s, p) => s + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/** The compiled worker next to this module; undefined when running from TypeScript sources. */
+function defaultWorkerUrl(): URL | undefined {
+  const url = new URL("./worker.js", import.meta.url);
+  return import.meta.url.endsWith(".js") && existsSync(fileURLToPath(url)) ? url : undefined;
+}
+
+function rebuildError(e: { name: string; message: string; code?: string }): Error {
+  if (e.name === "UsageError") return new UsageError(e.message);
+  if (e.name === "InputError") return new InputError(e.message, { code: e.code });
+  return new ConversionError(`quantize worker: ${e.message}`, { code: e.code });
+}
+
+interface Pending {
+  resolve: (bytes: Uint8Array) => void;
+  reject: (e: unknown) => void;
+  worker: Worker;
+}
+
+/**
+ * A pool of worker threads, each with its own native bindings, that quantizes tensors chunk
+ * by chunk and returns the bytes in row order. Without a compiled worker (running from .ts
+ * sources) or with threads = 1 it quantizes on the calling thread; `mode` says which.
+ */
+export class QuantizePool {
+  readonly size: number;
+  readonly mode: "workers" | "inline";
+  private readonly workerUrl: URL | undefined;
+  private readonly workers: Worker[] = [];
+  private readonly idle: Worker[] = [];
+  private readonly queue: { req: ChunkRequest; transfer: ArrayBuffer[]; pending: Omit<Pending, "worker"> }[] = [];
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private closed = false;
+
+  constructor(opts: QuantizePoolOptions = {}) {
+    const threads = opts.threads ?? availableParallelism();
+    if (!Number.isSafeInteger(threads) || threads < 1) throw new UsageError(`threads must be a positive integer, got ${threads}`);
+    this.workerUrl = opts.workerUrl ?? defaultWorkerUrl();
+    this.mode = threads > 1 && this.workerUrl !== undefined ? "workers" : "inline";
+    this.size = this.mode === "workers" ? threads : 1;
+  }
+
+  /** Quantizes one tensor; the bytes come back in row order. */
+  async quantize(job: QuantizeJob): Promise<Uint8Array> {
+    if (this.closed) throw new UsageError("QuantizePool is closed");
+    if (this.mode === "inline") return quantizeSync(job);
+    const rowsFor = Math.max(Math.ceil(MIN_CHUNK_ELEMENTS / job.nPerRow), Math.ceil(job.nRows / (this.size * CHUNKS_PER_WORKER)));
+    const chunks = planChunks(job, rowsFor);
+    const shared = job.data.buffer instanceof SharedArrayBuffer;
+    const parts = await Promise.all(
+      chunks.map((c) => {
+        const from = c.firstRow * job.nPerRow;
+        const to = from + c.nRows * job.nPerRow;
+        const src = shared ? job.data.subarray(from, to) : job.data.slice(from, to);
+        const imatrix = c.imatrix?.slice(); // small; its own buffer so it can be transferred
+        const transfer = [src.buffer, imatrix?.buffer].filter((b): b is ArrayBuffer => b instanceof ArrayBuffer);
+        return this.submit({ id: this.nextId++, type: job.type, src, nRows: c.nRows, nPerRow: job.nPerRow, imatrix }, transfer);
+      }),
+    );
+    return parts.length === 1 ? parts[0]! : concat(parts);
+  }
+
+  /** Ends the workers; pending jobs are rejected. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const err = new UsageError("QuantizePool closed while quantizing");
+    for (const q of this.queue.splice(0)) q.pending.reject(err);
+    for (const p of this.pending.values()) p.reject(err);
+    this.pending.clear();
+    await Promise.all(this.workers.splice(0).map((w) => w.terminate()));
+    this.idle.length = 0;
+  }
+
+  private submit(req: ChunkRequest, transfer: ArrayBuffer[]): Promise<Uint8Array> {
+    return new Promise<Uint8Array>((resolve, reject) => {
+      this.queue.push({ req, transfer, pending: { resolve, reject } });
+      this.pump();
+    });
+  }
+
+  private pump(): void {
+    while (this.queue.length > 0) {
+      let w = this.idle.pop();
+      if (!w && this.workers.length < this.size) w = this.spawn();
+      if (!w) return;
+      const { req, transfer, pending } = this.queue.shift()!;
+      this.pending.set(req.id, { ...pending, worker: w });
+      w.ref(); // busy workers keep the process alive until their reply arrives
+      w.postMessage(req, transfer);
+    }
+  }
+
+  private spawn(): Worker {
+    const w = new Worker(this.workerUrl!);
+    w.on("message", (reply: ChunkReply) => {
+      const p = this.pending.get(reply.id);
+      this.pending.delete(reply.id);
+      if (p) {
+        if (reply.ok) p.resolve(reply.bytes);
+        else p.reject(rebuildError(reply.error));
+      }
+      if (!this.closed) {
+        this.idle.push(w);
+        w.unref(); // an idle pool does not keep the process alive
+        this.pump();
+      }
+    });
+    const fail = (e: unknown) => {
+      // a crashed worker fails its chunks; the next job spawns a fresh one
+      const i = this.workers.indexOf(w);
+      if (i >= 0) this.workers.splice(i, 1);
+      const j = this.idle.indexOf(w);
+      if (j >= 0) this.idle.splice(j, 1);
+      for (const [id, p] of this.pending) {
+        if (p.worker === w) {
+          this.pending.delete(id);
+          p.reject(new ConversionError(`quantize worker failed: ${(e as Error)?.message ?? String(e)}`, { cause: e }));
+        }
+      }
+      if (!this.closed) this.pump();
+    };
+    w.on("error", fail);
+    w.on("exit", (code) => {
+      if (!this.closed && code !== 0) fail(new Error(`worker exited with code ${code}`));
+      else if (!this.closed) fail(new Error("worker exited"));
+    });
+    this.workers.push(w);
+    return w;
+  }
+}
