@@ -178,30 +178,34 @@ export async function convert(opts: ConvertOptions): Promise<ConvertResult> {
 
     const bytesTotal = plans.reduce((s, p) => s + sourceBytes(p, sources), 0);
     let bytesRead = 0;
-    for (let i = 0; i < plans.length; i++) {
+    let i = 0;
+    // Read-ahead of one piece: the next piece is read while this one is quantized.
+    for await (const piece of readAhead(pieces(plans, sources))) {
       if (opts.signal?.aborted) throw new OutputError("conversion interrupted; nothing was written to the output directory");
+      i = piece.index;
       const plan = plans[i]!;
-      const data = await materialize(plan, sources);
       for (const out of outputs) {
         const bytes = await encode({
           plan,
-          data,
+          data: piece.data,
           type: out.types[i]!,
           via: intermediateTypes[i]!,
           imatrix: imatrix?.get(plan.name),
           pool,
         });
-        await out.writer.writeTensorData(plan.name, bytes);
+        await out.writer.writeTensorPart(plan.name, bytes);
       }
-      bytesRead += sourceBytes(plan, sources);
-      opts.onProgress?.({
-        tensorIndex: i + 1,
-        tensorCount: plans.length,
-        tensorName: plan.name,
-        bytesRead,
-        bytesTotal,
-        elapsedMs: Date.now() - started,
-      });
+      bytesRead += piece.sourceBytes;
+      if (piece.last) {
+        opts.onProgress?.({
+          tensorIndex: i + 1,
+          tensorCount: plans.length,
+          tensorName: plan.name,
+          bytesRead,
+          bytesTotal,
+          elapsedMs: Date.now() - started,
+        });
+      }
     }
     for (const out of outputs) await out.writer.finish();
   } catch (e) {
@@ -295,11 +299,57 @@ function tensorTypesFor(
   });
 }
 
-async function materialize(plan: TensorPlan, sources: ReadonlyMap<string, SafetensorsTensor>): Promise<Float32Array> {
-  if (plan.generate) return plan.generate();
-  const inputs = await Promise.all(plan.sources.map((n) => readTensorF32(sources.get(n)!)));
-  if (plan.build) return plan.build(inputs);
-  return inputs[0]!;
+/** Floats per piece when a large tensor is streamed in row chunks (64 MiB of F32). */
+const PIECE_ELEMENTS = 1 << 24;
+
+interface Piece {
+  index: number; // into plans
+  data: Float32Array; // whole rows
+  sourceBytes: number;
+  last: boolean; // the tensor's final piece
+}
+
+/**
+ * The F32 data of every planned tensor, in order. A plain 2-D copy larger than one piece is
+ * read in row chunks, so peak memory stays bounded whatever the model's size (ggml quantizes
+ * each row on its own, so chunking does not change a byte); transformed tensors (permuted,
+ * stacked) are built whole, and are small.
+ */
+async function* pieces(plans: TensorPlan[], sources: ReadonlyMap<string, SafetensorsTensor>): AsyncGenerator<Piece> {
+  for (let index = 0; index < plans.length; index++) {
+    const plan = plans[index]!;
+    if (plan.generate) {
+      yield { index, data: plan.generate(), sourceBytes: 0, last: true };
+      continue;
+    }
+    const first = sources.get(plan.sources[0]!)!;
+    const elements = plan.shape.reduce((a, b) => a * b, 1);
+    if (!plan.build && plan.sources.length === 1 && plan.shape.length === 2 && elements > PIECE_ELEMENTS) {
+      const nPerRow = plan.shape[1]!;
+      const rowsPerPiece = Math.max(1, Math.floor(PIECE_ELEMENTS / nPerRow));
+      const bytesPerElement = (first.end - first.start) / elements;
+      for (let row = 0; row < plan.shape[0]!; row += rowsPerPiece) {
+        const rows = Math.min(rowsPerPiece, plan.shape[0]! - row);
+        const data = await readTensorF32(first, { startElement: row * nPerRow, elementCount: rows * nPerRow });
+        yield { index, data, sourceBytes: rows * nPerRow * bytesPerElement, last: row + rows === plan.shape[0] };
+      }
+      continue;
+    }
+    const inputs = await Promise.all(plan.sources.map((n) => readTensorF32(sources.get(n)!)));
+    const data = plan.build ? plan.build(inputs) : inputs[0]!;
+    yield { index, data, sourceBytes: sourceBytes(plan, sources), last: true };
+  }
+}
+
+/** Iterates `source` while its next item is already being produced. */
+async function* readAhead<T>(source: AsyncGenerator<T>): AsyncGenerator<T> {
+  let next = source.next();
+  while (true) {
+    const r = await next;
+    if (r.done) return;
+    next = source.next();
+    yield r.value;
+  }
 }
 
 function sourceBytes(plan: TensorPlan, sources: ReadonlyMap<string, SafetensorsTensor>): number {
@@ -334,37 +384,9 @@ async function encode(opts: {
   if (type === GGMLType.BF16) return asBytes(f32ToBF16(data));
   const src = roundThrough(data, opts.via);
   const nPerRow = plan.shape[plan.shape.length - 1]!;
-  const nRows = src.length / nPerRow;
-  // 3-D expert tensors: the importance matrix holds one row-vector per expert
-  // (llama-quant.cpp quantizes each expert slice with its own slice of the imatrix).
-  const nExpert = plan.shape.length === 3 ? plan.shape[0]! : 1;
-  if (nExpert > 1 && opts.imatrix && opts.imatrix.length === nPerRow * nExpert) {
-    const rowsPerExpert = nRows / nExpert;
-    const parts: Uint8Array[] = [];
-    for (let e = 0; e < nExpert; e++) {
-      parts.push(
-        await opts.pool.quantize({
-          type,
-          data: src.subarray(e * rowsPerExpert * nPerRow, (e + 1) * rowsPerExpert * nPerRow),
-          nRows: rowsPerExpert,
-          nPerRow,
-          imatrix: opts.imatrix.subarray(e * nPerRow, (e + 1) * nPerRow),
-        }),
-      );
-    }
-    return concat(parts);
-  }
-  return opts.pool.quantize({ type, data: src, nRows, nPerRow, imatrix: opts.imatrix });
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((s, p) => s + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
+  // A 3-D expert tensor's imatrix holds one vector per expert; the pool gives each expert's
+  // rows their own slice, as llama-quant.cpp does.
+  return opts.pool.quantize({ type, data: src, nRows: src.length / nPerRow, nPerRow, imatrix: opts.imatrix });
 }
 
 function countParams(plans: TensorPlan[]): { total: number; nonEmbedding: number } {

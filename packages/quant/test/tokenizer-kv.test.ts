@@ -61,7 +61,7 @@ describe("tokenizer KVs match llama.cpp's converter", () => {
     const differing = compare(ours, await referenceTokenizerKVs("qwen3-tiny"));
     expect(differing).toEqual([]);
     expect(byKey(ours, "tokenizer.ggml.pre").value).toBe("qwen2");
-    const tokens = byKey(ours, "tokenizer.ggml.tokens").value;
+    const tokens = byKey(ours, "tokenizer.ggml.tokens").value as string[];
     expect(tokens.length).toBe(151936);
     expect(tokens[151669]).toBe("[PAD151669]");
   });

@@ -51,6 +51,8 @@ export class GGUFWriter {
   private filePath: string | undefined;
   private position = 0;
   private nextTensor = 0;
+  /** Bytes of the current tensor already written through writeTensorPart. */
+  private partBytes = 0;
   private inFlight: Promise<unknown> | undefined;
   private zeroPad = Buffer.alloc(0);
   private plannedFileBytes: number | undefined;
@@ -168,22 +170,49 @@ export class GGUFWriter {
 
   /** Writes the data of the next declared tensor, then zeros up to the alignment. */
   async writeTensorData(name: string, data: Uint8Array): Promise<void> {
-    this.checkIdle();
-    if (this.state !== "header") throw stateError(`writeTensorData("${name}") in state ${this.state}; call writeHeader() first`);
-    const t = this.tensors[this.nextTensor];
-    if (t === undefined) throw stateError(`writeTensorData("${name}"): all ${this.tensors.length} declared tensors are already written`);
-    if (t.name !== name) {
-      throw stateError(`writeTensorData("${name}") out of order: the next tensor is "${t.name}" (#${this.nextTensor} of ${this.tensors.length})`);
-    }
+    const t = this.nextDeclared(name);
+    if (this.partBytes !== 0) throw stateError(`writeTensorData("${name}") after ${this.partBytes} bytes of it were written in parts`);
     if (data.byteLength !== t.byteLength) {
       throw new OutputError(`tensor "${name}": got ${data.byteLength} bytes of data, declared ${t.byteLength}`, { path: this.filePath });
     }
+    await this.writeTensorPart(name, data);
+  }
+
+  /**
+   * Appends one piece of the next declared tensor's data, so a large tensor can be streamed in
+   * row chunks; after its last byte the tensor is padded and the next one becomes current.
+   */
+  async writeTensorPart(name: string, data: Uint8Array): Promise<void> {
+    const t = this.nextDeclared(name);
+    if (this.partBytes + data.byteLength > t.byteLength) {
+      throw new OutputError(
+        `tensor "${name}": ${this.partBytes + data.byteLength} bytes of data written, declared ${t.byteLength}`,
+        { path: this.filePath },
+      );
+    }
+    const complete = this.partBytes + data.byteLength === t.byteLength;
     await this.guard(async () => {
       await this.write(data);
       const pad = alignUp(t.byteLength, this.alignmentBytes) - t.byteLength;
-      if (pad > 0) await this.write(this.zeroPad.subarray(0, pad));
+      if (complete && pad > 0) await this.write(this.zeroPad.subarray(0, pad));
     });
-    this.nextTensor++;
+    if (complete) {
+      this.partBytes = 0;
+      this.nextTensor++;
+    } else {
+      this.partBytes += data.byteLength;
+    }
+  }
+
+  private nextDeclared(name: string): GGUFTensorInfo {
+    this.checkIdle();
+    if (this.state !== "header") throw stateError(`writing "${name}" in state ${this.state}; call writeHeader() first`);
+    const t = this.tensors[this.nextTensor];
+    if (t === undefined) throw stateError(`writing "${name}": all ${this.tensors.length} declared tensors are already written`);
+    if (t.name !== name) {
+      throw stateError(`writing "${name}" out of order: the next tensor is "${t.name}" (#${this.nextTensor} of ${this.tensors.length})`);
+    }
+    return t;
   }
 
   /** Checks every tensor was written, flushes to disk and closes the file. */
