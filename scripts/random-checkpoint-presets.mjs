@@ -20,7 +20,7 @@ const LLAMA2_TOKENIZER = { from: "llama-tiny", files: ["tokenizer.json", "tokeni
  * @typedef {{ name: string, shape: number[], kind: "matrix" | "norm" | "bias" }} TensorSpec
  * @typedef {{ config: Record<string, unknown>, generation: Record<string, unknown>,
  *   tokenizer: { from: string, files: string[], vocab: number, sentencePiece?: boolean },
- *   tensors: () => TensorSpec[] }} Preset
+ *   normCenter?: number, tensors: () => TensorSpec[] }} Preset
  */
 
 /** @param {string} name @param {number[]} shape @returns {TensorSpec} */
@@ -155,6 +155,8 @@ export const PRESETS = {
     },
     generation: { _from_model_config: true, bos_token_id: 1, eos_token_id: 2, pad_token_id: 0, transformers_version: VERSION },
     tokenizer: { ...LLAMA2_TOKENIZER, sentencePiece: true },
+    // Gemma's RMSNorm scales by (1 + w), so its norm weights sit around 0, not 1.
+    normCenter: 0,
     tensors: () => decoderTensors({ ...TINY, kvHeads: 1, vocab: 32000, tied: true, qkNorm: true, sandwichNorms: true }),
   },
   // Qwen3-8B at full size (8.2B parameters, 16.4 GB bf16) for speed benchmarks.

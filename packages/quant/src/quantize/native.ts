@@ -7,114 +7,13 @@
 // node-llama-cpp 3.21.1 ships. GGML_ASSERT failures abort the whole process, so every
 // wrapper checks its inputs before it crosses into C.
 
-import { existsSync, readdirSync } from "node:fs";
-import { createRequire } from "node:module";
-import { dirname, join } from "node:path";
 import koffi, { type LibraryHandle, type TypeObject } from "koffi";
 import { ConversionError, InputError, UsageError } from "@llama-pajamas/artifact";
 import { findGGMLTypeTraits, ggmlTypeName } from "../formats/ggml-type-traits.js";
 import type { GGMLType, LlamaFtype } from "../formats/gguf-types.js";
+import { locateNativeLibraries, type NativeLibraryPaths } from "./native-paths.js";
 
-/** Overrides where the libraries are looked up (a folder holding libggml-base and libllama). */
-export const NATIVE_DIR_ENV = "LLAMA_PAJAMAS_NATIVE_DIR";
-
-/**
- * node-llama-cpp's prebuilt packages per `${process.platform}-${process.arch}`, CPU builds
- * first: quantization runs on the CPU, so the GPU variants only serve when they are all
- * that is installed.
- */
-const PREBUILT_PACKAGES: Readonly<Record<string, readonly string[]>> = {
-  "linux-x64": ["linux-x64", "linux-x64-vulkan", "linux-x64-cuda"],
-  "linux-arm64": ["linux-arm64"],
-  "linux-arm": ["linux-armv7l"],
-  "linux-riscv64": ["linux-riscv64"],
-  "darwin-arm64": ["mac-arm64-metal"],
-  "darwin-x64": ["mac-x64"],
-  "win32-x64": ["win-x64", "win-x64-vulkan", "win-x64-cuda"],
-  "win32-arm64": ["win-arm64"],
-};
-
-// libggml-base.so / libggml-base.dylib / ggml-base.dll
-const GGML_BASE_FILE = /^(?:lib)?ggml-base\.(?:so|dylib|dll)$/;
-// libggml.v0.4.0.so, libggml.cuda.v0.4.0.so, ggml.dll ... (not ggml-base, ggml-cpu-*)
-const GGML_FILE = /^(?:lib)?ggml(?:\.[\w.]+)?\.(?:so|dylib|dll)$/;
-// libllama.v0.4.0.so, libllama.vulkan.v0.4.0.so, llama.dll ... (not llama-common, llama-addon)
-const LLAMA_FILE = /^(?:lib)?llama(?:\.[\w.]+)?\.(?:so|dylib|dll)$/;
-
-export interface NativeLibraryPaths {
-  dir: string;
-  ggmlBase: string;
-  ggml: string | undefined;
-  llama: string | undefined;
-}
-
-function libraryPathsIn(dir: string): NativeLibraryPaths | undefined {
-  let files: string[];
-  try {
-    files = readdirSync(dir);
-  } catch {
-    return undefined;
-  }
-  const pick = (re: RegExp) => files.filter((f) => re.test(f)).sort()[0];
-  const ggmlBase = pick(GGML_BASE_FILE);
-  if (ggmlBase === undefined) return undefined;
-  const ggml = pick(GGML_FILE);
-  const llama = pick(LLAMA_FILE);
-  return {
-    dir,
-    ggmlBase: join(dir, ggmlBase),
-    ggml: ggml === undefined ? undefined : join(dir, ggml),
-    llama: llama === undefined ? undefined : join(dir, llama),
-  };
-}
-
-/**
- * Finds node-llama-cpp's prebuilt libraries for this platform: resolves node-llama-cpp,
- * then its `@node-llama-cpp/<platform>` package from there, then `bins/<folder>/`.
- */
-export function locateNativeLibraries(): NativeLibraryPaths {
-  const override = process.env[NATIVE_DIR_ENV];
-  if (override) {
-    const found = libraryPathsIn(override);
-    if (!found) throw new InputError(`${NATIVE_DIR_ENV}=${override} holds no ggml-base library`, { path: override });
-    return found;
-  }
-  const key = `${process.platform}-${process.arch}`;
-  const candidates = PREBUILT_PACKAGES[key] ?? [];
-  let llamaCppEntry: string;
-  try {
-    llamaCppEntry = createRequire(import.meta.url).resolve("node-llama-cpp");
-  } catch (e) {
-    throw new InputError("node-llama-cpp is not installed; it provides the llama.cpp libraries used to quantize", {
-      cause: e,
-    });
-  }
-  const lookup = createRequire(llamaCppEntry).resolve.paths("@node-llama-cpp/x") ?? [];
-  const tried: string[] = [];
-  for (const name of candidates) {
-    for (const nodeModules of lookup) {
-      const pkgDir = join(nodeModules, "@node-llama-cpp", name);
-      if (!existsSync(join(pkgDir, "package.json"))) continue;
-      tried.push(pkgDir);
-      const binsDir = join(pkgDir, "bins");
-      let folders: string[] = [];
-      try {
-        folders = readdirSync(binsDir).sort();
-      } catch {
-        continue;
-      }
-      for (const folder of folders) {
-        const found = libraryPathsIn(join(binsDir, folder));
-        if (found) return found;
-      }
-    }
-  }
-  throw new InputError(
-    `no prebuilt llama.cpp library for ${key}: looked for @node-llama-cpp/{${candidates.join(",")}} ` +
-      `near ${dirname(llamaCppEntry)}${tried.length ? ` (found without libraries: ${tried.join(", ")})` : ""}; ` +
-      `reinstall node-llama-cpp, or set ${NATIVE_DIR_ENV} to a folder holding libggml-base and libllama`,
-  );
-}
+export { locateNativeLibraries, NATIVE_DIR_ENV, type NativeLibraryPaths } from "./native-paths.js";
 
 // ---------------------------------------------------------------------------------------------
 // libggml-base
