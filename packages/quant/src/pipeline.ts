@@ -147,6 +147,7 @@ export async function convert(opts: ConvertOptions): Promise<ConvertResult> {
 
   const stem = basename(ckpt.dir).toLowerCase();
   const outputs: OutputPlan[] = [];
+  const files: ConvertedFile[] = [];
   const pool = new QuantizePool({ threads: opts.threads });
   try {
     for (const method of methods) {
@@ -208,6 +209,24 @@ export async function convert(opts: ConvertOptions): Promise<ConvertResult> {
       }
     }
     for (const out of outputs) await out.writer.finish();
+
+    for (const out of outputs) {
+      const sizeBytes = (await stat(out.path)).size;
+      files.push({
+        format: "gguf",
+        method: out.method.name,
+        path: join(outputDir, "gguf", basename(out.path)),
+        sizeBytes,
+        sha256: await sha256File(out.path),
+        compressionRatio: ckpt.weightBytes / sizeBytes,
+        tensorTypes: out.tensorTypes,
+      });
+    }
+    // The manifest and metadata go to the temp dir too: a failure here must not leave it behind.
+    const manifest = buildManifest({ ckpt, arch, family: summary.family, params, files, outputDir });
+    await writeFile(join(tmpDir, "gguf", METADATA_FILE), JSON.stringify(ggufMetadata(files, outputs, opts), null, 2) + "\n");
+    await writeFile(join(tmpDir, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + "\n");
+    await replaceDir(tmpDir, outputDir);
   } catch (e) {
     for (const out of outputs) await out.writer.abort().catch(() => undefined);
     await rm(tmpDir, { recursive: true, force: true });
@@ -215,24 +234,6 @@ export async function convert(opts: ConvertOptions): Promise<ConvertResult> {
   } finally {
     await pool.close();
   }
-
-  const files: ConvertedFile[] = [];
-  for (const out of outputs) {
-    const sizeBytes = (await stat(out.path)).size;
-    files.push({
-      format: "gguf",
-      method: out.method.name,
-      path: join(outputDir, "gguf", basename(out.path)),
-      sizeBytes,
-      sha256: await sha256File(out.path),
-      compressionRatio: ckpt.weightBytes / sizeBytes,
-      tensorTypes: out.tensorTypes,
-    });
-  }
-  const manifest = buildManifest({ ckpt, arch, family: summary.family, params, files, outputDir });
-  await writeFile(join(tmpDir, "gguf", METADATA_FILE), JSON.stringify(ggufMetadata(files, outputs, opts), null, 2) + "\n");
-  await writeFile(join(tmpDir, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + "\n");
-  await replaceDir(tmpDir, outputDir);
 
   return {
     outputDir,
@@ -412,7 +413,17 @@ async function checkOutput(outputDir: string, force: boolean): Promise<void> {
   let entries: string[];
   try {
     entries = await readdir(outputDir);
-  } catch {
+  } catch (e) {
+    const errno = (e as NodeJS.ErrnoException).code;
+    if (errno === "ENOTDIR" && !force) {
+      throw new OutputError(`output ${outputDir} exists and is not a directory; pass --force to replace it, or choose another --output`, {
+        path: outputDir,
+        code: "E_EXISTS",
+      });
+    }
+    if (errno !== "ENOENT" && errno !== "ENOTDIR") {
+      throw new OutputError(`cannot read output directory ${outputDir}: ${(e as Error).message}`, { path: outputDir, cause: e });
+    }
     try {
       await mkdir(dirname(outputDir), { recursive: true });
     } catch (e) {
@@ -438,20 +449,43 @@ async function replaceDir(tmpDir: string, outputDir: string): Promise<void> {
   } catch {
     // no previous output
   }
-  await rename(tmpDir, outputDir);
+  try {
+    await rename(tmpDir, outputDir);
+  } catch (e) {
+    if (hadOld) await rename(old, outputDir).catch(() => undefined);
+    throw e;
+  }
   if (hadOld) await rm(old, { recursive: true, force: true });
 }
 
+/** Out-of-space errors, raw or wrapped by the writer, become one message that says what to do. */
 function asOutputError(e: unknown, outputDir: string): unknown {
-  const code = (e as NodeJS.ErrnoException)?.code;
-  if (code === "ENOSPC") {
-    return new OutputError(`disk full while writing ${outputDir}; free space and run again (nothing was kept)`, {
+  const errno = errnoCode(e);
+  const detail = (e as Error)?.message ?? String(e);
+  if (errno === "ENOSPC" || errno === "EDQUOT") {
+    return new OutputError(`disk full while writing ${outputDir} (${detail}); free space and run again (nothing was kept)`, {
       path: outputDir,
       code: "E_DISK_FULL",
       cause: e,
     });
   }
+  if (errno === "EFBIG") {
+    return new OutputError(
+      `file too large while writing ${outputDir} (${detail}); raise the file-size limit (ulimit -f) or write to another ` +
+        `file system, then run again (nothing was kept)`,
+      { path: outputDir, code: "E_DISK_FULL", cause: e },
+    );
+  }
   return e;
+}
+
+/** The errno code of an error or of the first cause that has one. */
+function errnoCode(e: unknown): string | undefined {
+  for (let cur = e, depth = 0; cur instanceof Error && depth < 8; cur = cur.cause, depth++) {
+    const code = (cur as NodeJS.ErrnoException).code;
+    if (typeof code === "string" && /^E[A-Z0-9]+$/.test(code)) return code; // not our E_* codes
+  }
+  return undefined;
 }
 
 async function sha256File(path: string): Promise<string> {

@@ -40,7 +40,15 @@ export async function openLocalCheckpoint(model: string, modelId?: string): Prom
   let st;
   try {
     st = await stat(dir);
-  } catch {
+  } catch (e) {
+    const errno = (e as NodeJS.ErrnoException).code;
+    if (errno !== "ENOENT" && errno !== "ENOTDIR") {
+      // EACCES on a parent, ELOOP ...: the dir may well exist, so don't say it doesn't.
+      throw new InputError(`cannot access model directory ${dir}: ${(e as Error).message}; check its and its parents' permissions`, {
+        path: dir,
+        cause: e,
+      });
+    }
     throw new InputError(
       `model directory ${dir} does not exist; pass --model a local Hugging Face checkpoint directory ` +
         `(config.json + *.safetensors)`,
