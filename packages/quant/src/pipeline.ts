@@ -23,7 +23,7 @@ import { tensorBytes } from "./formats/ggml-type-traits.js";
 import { openCheckpointTensors, readTensorF32, type SafetensorsTensor } from "./formats/safetensors.js";
 import { converterTensorType } from "./float-policy.js";
 import { generalMetadata } from "./general-metadata.js";
-import { readImatrix } from "./quantize/imatrix.js";
+import { imatrixForTensor, imatrixMetadata, readImatrix } from "./quantize/imatrix.js";
 import { parseMethod, type QuantMethod } from "./quantize/methods.js";
 import { QuantizePool } from "./quantize/pool.js";
 import { chooseTensorTypes } from "./quantize/recipes.js";
@@ -162,7 +162,7 @@ export async function convert(opts: ConvertOptions): Promise<ConvertResult> {
         { key: "general.quantization_version", type: GGUFValueType.UINT32, value: 2 },
         ...tokenizerKV,
       ];
-      if (imatrix && method.usesImatrix) kv.push(...imatrixKV(opts.imatrixPath!, imatrix));
+      if (imatrix && method.usesImatrix) kv.push(...imatrixMetadata(opts.imatrixPath!, imatrix));
       for (const e of kv) writer.addKV(e);
       const tensorTypes: Record<string, number> = {};
       plans.forEach((p, i) => {
@@ -191,7 +191,7 @@ export async function convert(opts: ConvertOptions): Promise<ConvertResult> {
           data: piece.data,
           type: out.types[i]!,
           via: intermediateTypes[i]!,
-          imatrix: imatrix?.get(plan.name),
+          imatrix: imatrixForTensor(imatrix, plan.name, [...plan.shape].reverse()),
           pool,
         });
         await out.writer.writeTensorPart(plan.name, bytes);
@@ -400,13 +400,6 @@ function countParams(plans: TensorPlan[]): { total: number; nonEmbedding: number
     if (p.name === "token_embd.weight" || p.name === "output.weight") embedding += n;
   }
   return { total, nonEmbedding: total - embedding };
-}
-
-function imatrixKV(path: string, imatrix: Map<string, Float32Array>): GGUFKV[] {
-  return [
-    { key: "quantize.imatrix.file", type: GGUFValueType.STRING, value: path },
-    { key: "quantize.imatrix.entries_count", type: GGUFValueType.INT32, value: imatrix.size },
-  ];
 }
 
 async function checkOutput(outputDir: string, force: boolean): Promise<void> {

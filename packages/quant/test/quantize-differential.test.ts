@@ -18,7 +18,7 @@ import { readGGUF, type GGUFFile, type GGUFTensorEntry } from "../src/formats/gg
 import { GGMLType, type GGUFKV, GGUFValueType, LlamaFtype } from "../src/formats/gguf-types.js";
 import { GGUFWriter } from "../src/formats/gguf-writer.js";
 import { openCheckpointTensors, readTensorF32 } from "../src/formats/safetensors.js";
-import { imatrixForTensor, readImatrix, type ImportanceMatrix } from "../src/quantize/imatrix.js";
+import { imatrixForTensor, imatrixMetadata, readImatrix, type ImportanceMatrix } from "../src/quantize/imatrix.js";
 import { METHODS } from "../src/quantize/methods.js";
 import { llamaModelQuantize } from "../src/quantize/native.js";
 import { quantizeSync } from "../src/quantize/pool.js";
@@ -129,11 +129,11 @@ function randomMatrix(seed: number, ne: number[]): Float32Array {
 
 /**
  * A synthetic llama-arch MoE with GQA 4 (8 heads, 2 KV heads), 4 experts, an untied output,
- * an expert FFN of 352 (ffn_down_exps rows not a multiple of 256: fallback types) and a
+ * an expert FFN of 160 (ffn_down_exps rows not a multiple of 256: fallback types) and a
  * made-up [100, 64] tensor (rows not a multiple of 32: F16 fallback).
  */
 async function buildSynthetic(path: string): Promise<Built> {
-  const nLayer = 3, nEmbd = 256, nFf = 352, nExpert = 4, nVocab = 1000;
+  const nLayer = 3, nEmbd = 256, nFf = 160, nExpert = 4, nVocab = 1000;
   const tensors: Tensor[] = [];
   let seed = 1;
   const mat = (name: string, ne: number[]) => tensors.push({ name, ne, data: randomMatrix(seed++, ne), type: GGMLType.F16 });
@@ -343,6 +343,29 @@ describe("llama_model_quantize vs ours: synthetic MoE, GQA 4, odd shapes", () =>
   });
   // Synthetic importance values exercise the imatrix path (the params.imatrix array, the
   // per-expert slices, has_imatrix rules); they are not a real calibration.
+  it("llama_model_quantize needs an imatrix for the same methods planTensorTypes flags", async () => {
+    for (const m of METHODS.filter((m) => m.ftype !== LlamaFtype.ALL_F32)) {
+      const plan = planTensorTypes({ ftype: m.ftype, tensors: inFile.tensors, model: built.model });
+      const { log } = await llamaModelQuantize({ input: built.path, output: join(dir, "dry.gguf"), ftype: m.ftype, dryRun: true });
+      expect(/will require an imatrix/.test(log), m.name).toBe(plan.requiresImatrix);
+      expect(plan.requiresImatrix, m.name).toBe(m.requiresImatrix);
+    }
+    const refused = llamaModelQuantize({ input: built.path, output: join(dir, "refused.gguf"), ftype: LlamaFtype.MOSTLY_IQ2_XXS });
+    await expect(refused).rejects.toThrow(/requires an imatrix/);
+  });
+
+  it("writes llama-quantize's quantize.imatrix.* metadata through KV overrides", async () => {
+    const path = join(dir, "synthetic.imatrix.gguf");
+    const expected = imatrixMetadata(path, imatrix);
+    const out = join(dir, "with-kv.gguf");
+    const kvOverrides = Object.fromEntries(expected.map((e) => [e.key, e.value as string | number]));
+    await llamaModelQuantize({ input: built.path, output: out, ftype: LlamaFtype.MOSTLY_Q8_0, imatrix, kvOverrides });
+    const kv = (await readGGUF(out)).kv;
+    await rm(out);
+    expect(expected.map((e) => e.key)).toEqual(["quantize.imatrix.file", "quantize.imatrix.dataset", "quantize.imatrix.entries_count", "quantize.imatrix.chunks_count"]);
+    for (const e of expected) expect({ key: e.key, type: kv.get(e.key)?.type, value: kv.get(e.key)?.value }).toEqual({ key: e.key, type: e.type, value: e.value });
+  });
+
   it.each(["Q4_0", "Q5_0", "Q4_K_M", "IQ4_NL", "IQ4_XS", "IQ3_S", ...NEEDS_IMATRIX].map((n) => [n, METHODS.find((m) => m.name === n)!.ftype] as const))(
     "%s with synthetic importance data",
     async (method, ftype) => {

@@ -96,7 +96,7 @@ describe("float rows", () => {
   });
 
   it("quantizeRows writes F16/BF16/F32 as the row converters do", () => {
-    const y = x.filter((v) => !Number.isNaN(v)).subarray(0, 1024);
+    const y = x.filter((v) => Number.isFinite(v) && Math.abs(v) < 65504).subarray(0, 1024);
     expect(new Uint16Array(quantizeRows(GGMLType.F16, y, 4, 256).buffer)).toEqual(fp32ToFp16Row(y));
     expect(new Uint16Array(quantizeRows(GGMLType.BF16, y, 4, 256).buffer)).toEqual(fp32ToBf16Row(y));
     expect(new Float32Array(quantizeRows(GGMLType.F32, y, 4, 256).buffer)).toEqual(y);
@@ -133,6 +133,13 @@ describe("quantizeRows", () => {
   ] as [string, () => unknown, RegExp][])("throws a UsageError (not an abort) for %s", (_l, f, re) => {
     expect(f).toThrow(UsageError);
     expect(f).toThrow(re);
+  });
+
+  it("fails on NaN input like llama_model_quantize (quantized data validation failed)", () => {
+    const bad = rows.slice(0, 256);
+    bad[5] = NaN;
+    expect(() => quantizeRows(GGMLType.F16, bad, 1, 256)).toThrow(ConversionError);
+    expect(() => quantizeRows(GGMLType.BF16, bad, 1, 256)).toThrow(/validation failed/);
   });
 
   it("ggml_validate_row_data catches a NaN scale", () => {

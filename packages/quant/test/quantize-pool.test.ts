@@ -3,7 +3,7 @@
 // koffi and node-llama-cpp resolve as they do for the compiled package.
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { mkdir } from "node:fs/promises";
+import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { build } from "esbuild";
@@ -14,12 +14,13 @@ import { QuantizePool, quantizeSync } from "../src/quantize/pool.js";
 
 const REPO = join(import.meta.dirname, "..", "..", "..");
 let workerUrl: URL;
+let outfile: string;
 let pool: QuantizePool;
 
 beforeAll(async () => {
   const outDir = join(REPO, "node_modules", ".cache", "llama-pajamas-quant-test");
   await mkdir(outDir, { recursive: true });
-  const outfile = join(outDir, `worker-${process.pid}.mjs`);
+  outfile = join(outDir, `worker-${process.pid}.mjs`);
   await build({
     entryPoints: [join(REPO, "packages", "quant", "src", "quantize", "worker.ts")],
     outfile,
@@ -36,6 +37,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await pool?.close();
+  await rm(outfile, { force: true });
 });
 
 function weights(n: number, seed = 1): Float32Array {

@@ -15,7 +15,7 @@
 import { readFile } from "node:fs/promises";
 import { ConversionError, InputError } from "@llama-pajamas/artifact";
 import { readGGUF } from "../formats/gguf-reader.js";
-import { GGMLType, GGUF_MAGIC, GGUFValueType } from "../formats/gguf-types.js";
+import { GGMLType, GGUF_MAGIC, type GGUFKV, GGUFValueType } from "../formats/gguf-types.js";
 
 /** Most entries in a legacy file (a 1T-parameter MoE has a few thousand weight tensors). */
 export const IMATRIX_MAX_ENTRIES = 1_000_000;
@@ -198,4 +198,19 @@ export function imatrixForTensor(
     `imatrix size ${v.length} is different from tensor size ${want} for ${name}; ` +
       `the importance matrix was made for another model (or an older split-expert layout)`,
   );
+}
+
+/**
+ * The metadata llama-quantize adds when it quantizes with an importance matrix
+ * (tools/quantize/quantize.cpp: KV overrides, written by llama_model_quantize_impl, INT as
+ * UINT32): the file name as given and the first dataset (each cut to 127 bytes), the entry
+ * count, and the chunk count when positive.
+ */
+export function imatrixMetadata(path: string, imatrix: ImportanceMatrix): GGUFKV[] {
+  const cut = (s: string) => Buffer.from(s, "utf8").subarray(0, 127).toString("utf8");
+  const kv: GGUFKV[] = [{ key: "quantize.imatrix.file", type: GGUFValueType.STRING, value: cut(path) }];
+  if (imatrix.datasets.length > 0) kv.push({ key: "quantize.imatrix.dataset", type: GGUFValueType.STRING, value: cut(imatrix.datasets[0]!) });
+  kv.push({ key: "quantize.imatrix.entries_count", type: GGUFValueType.UINT32, value: imatrix.size });
+  if (imatrix.chunkCount > 0) kv.push({ key: "quantize.imatrix.chunks_count", type: GGUFValueType.UINT32, value: imatrix.chunkCount });
+  return kv;
 }

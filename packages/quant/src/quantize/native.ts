@@ -129,7 +129,8 @@ export function validateRowData(type: GGMLType | number, data: Uint8Array): bool
 /**
  * ggml_quantize_chunk over whole rows: `src` holds nRows * nPerRow floats; `imatrix`, when
  * given, holds nPerRow importance weights shared by every row (llama-quant.cpp passes one
- * expert's slice per call). Returns nRows * ggml_row_size(type, nPerRow) bytes.
+ * expert's slice per call). Returns nRows * ggml_row_size(type, nPerRow) bytes, checked with
+ * ggml_validate_row_data as llama_model_quantize checks them.
  */
 export function quantizeRows(
   type: GGMLType | number,
@@ -164,6 +165,13 @@ export function quantizeRows(
   const written = Number(b.ggml_quantize_chunk(type, src, dst, 0, nRows, nPerRow, imatrix ?? null));
   if (written !== dst.byteLength) {
     throw new ConversionError(`ggml_quantize_chunk wrote ${written} bytes, expected ${dst.byteLength}`);
+  }
+  // llama_tensor_quantize_impl validates every chunk and fails the run the same way
+  if (!b.ggml_validate_row_data(type, dst, dst.byteLength)) {
+    throw new ConversionError(
+      `quantized data validation failed (${ggmlTypeName(type)}, ${nRows} rows of ${nPerRow}): ` +
+        `the input holds NaN or infinite values`,
+    );
   }
   return dst;
 }
@@ -242,6 +250,7 @@ interface LlamaBindings {
   llama_log_get: (cb: [unknown], ud: [unknown]) => void;
   llama_log_set: (cb: unknown, ud: unknown) => void;
   logCallbackType: TypeObject;
+  paramsType: TypeObject;
 }
 
 type KoffiAsync<F extends (...args: never[]) => unknown> = F & {
@@ -257,8 +266,17 @@ function llamaBindings(): LlamaBindings {
   if (!p.llama) throw new InputError(`no libllama next to ${p.ggmlBase}`, { path: p.dir });
   if (p.ggml) loadLibrary(p.ggml);
   const lib = loadLibrary(p.llama);
-  const params = koffi.struct("llama_model_quantize_params", QUANTIZE_PARAMS_FIELDS);
-  const logCallbackType = koffi.proto("void ggml_log_callback(int level, const char *text, void *user_data)");
+  // anonymous types: a second copy of this module in the process must not clash on names
+  const params = koffi.struct(QUANTIZE_PARAMS_FIELDS);
+  if (koffi.sizeof(params) !== 64) throw new InputError(`unexpected llama_model_quantize_params size ${koffi.sizeof(params)}`);
+  // ggml_log_callback. Named (koffi.register rejects pointers to anonymous prototypes), and
+  // reused when another copy of this module already declared it in this process.
+  let logCallbackType: TypeObject;
+  try {
+    logCallbackType = koffi.type("llama_pajamas_ggml_log_callback");
+  } catch {
+    logCallbackType = koffi.proto("void llama_pajamas_ggml_log_callback(int level, const char *text, void *user_data)");
+  }
   const b: LlamaBindings = {
     llama_backend_init: lib.func("void llama_backend_init(void)"),
     llama_model_quantize_default_params: lib.func("llama_model_quantize_default_params", params, []),
@@ -266,6 +284,7 @@ function llamaBindings(): LlamaBindings {
     llama_log_get: lib.func("void llama_log_get(_Out_ void **cb, _Out_ void **ud)"),
     llama_log_set: lib.func("void llama_log_set(void *cb, void *ud)"),
     logCallbackType,
+    paramsType: params,
   } as LlamaBindings;
   // A layout check: the defaults from llama-quant.cpp llama_model_quantize_default_params.
   const d = b.llama_model_quantize_default_params();
@@ -457,21 +476,15 @@ const MANGLED = {
   computeTypes: "_Z25llama_quant_compute_typesP19quantize_state_impl11llama_ftypePP11ggml_tensorP9ggml_typem",
 };
 
-/**
- * llama_quant_compute_types (what test-quant-type-selection.cpp checks) on a mock model:
- * the types libllama itself picks for `tensors`, visited in the given order, once per ftype.
- * Like upstream's helper it runs with has_imatrix = false and default params.
- * Returns, per ftype, one type per tensor, or null where the tensor is not quantized.
- */
-export function llamaReferenceTensorTypes(opts: {
-  model: ReferenceModelDesc;
-  tensors: readonly { name: string; ne: readonly number[] }[];
-  ftypes: readonly number[];
-}): Map<number, (number | null)[]> {
+type Fn = (...args: unknown[]) => unknown;
+let reference: Record<"modelFromMetadata" | "modelFree" | "quantInit" | "quantFree" | "allows" | "computeTypes" | "ggmlInit" | "ggmlFree" | "tensorOverhead" | "newTensor4d" | "setName", Fn> & { paramsType: TypeObject } | undefined;
+
+function referenceBindings(): NonNullable<typeof reference> {
+  if (reference) return reference;
   llamaBindings();
   const llamaLib = loadLibrary(paths!.llama!);
   const ggmlLib = loadLibrary(paths!.ggmlBase);
-  const fn = (lib: LibraryHandle, name: string, ret: string, args: (string | TypeObject | ReturnType<typeof koffi.out>)[]) => {
+  const fn = (lib: LibraryHandle, name: string, ret: string, args: (string | TypeObject | ReturnType<typeof koffi.out>)[]): Fn => {
     try {
       return lib.func(name, ret, args);
     } catch (e) {
@@ -483,19 +496,36 @@ export function llamaReferenceTensorTypes(opts: {
     n_head_kv: "uint32_t", n_expert: "uint32_t", n_embd_head_k: "uint32_t", n_embd_head_v: "uint32_t",
   });
   const initParams = koffi.struct({ mem_size: "size_t", mem_buffer: "void *", no_alloc: "bool" });
-  const modelFromMetadata = fn(llamaLib, MANGLED.modelFromMetadata, "void *", [koffi.pointer(desc)]);
-  const modelFree = fn(llamaLib, "llama_model_free", "void", ["void *"]);
-  const quantInit = fn(llamaLib, MANGLED.quantInit, "void *", ["void *", "void *"]);
-  const quantFree = fn(llamaLib, MANGLED.quantFree, "void", ["void *"]);
-  const allows = fn(llamaLib, MANGLED.allows, "bool", ["void *", "void *"]);
-  const computeTypes = fn(llamaLib, MANGLED.computeTypes, "void", ["void *", "int", "void **", koffi.out(koffi.pointer("int")), "size_t"]);
-  const ggmlInit = fn(ggmlLib, "ggml_init", "void *", [initParams]);
-  const ggmlFree = fn(ggmlLib, "ggml_free", "void", ["void *"]);
-  const tensorOverhead = fn(ggmlLib, "ggml_tensor_overhead", "size_t", []);
-  const newTensor4d = fn(ggmlLib, "ggml_new_tensor_4d", "void *", ["void *", "int", "int64_t", "int64_t", "int64_t", "int64_t"]);
-  const setName = fn(ggmlLib, "ggml_set_name", "void *", ["void *", "const char *"]);
-  const paramsType = koffi.type("llama_model_quantize_params");
+  reference = {
+    modelFromMetadata: fn(llamaLib, MANGLED.modelFromMetadata, "void *", [koffi.pointer(desc)]),
+    modelFree: fn(llamaLib, "llama_model_free", "void", ["void *"]),
+    quantInit: fn(llamaLib, MANGLED.quantInit, "void *", ["void *", "void *"]),
+    quantFree: fn(llamaLib, MANGLED.quantFree, "void", ["void *"]),
+    allows: fn(llamaLib, MANGLED.allows, "bool", ["void *", "void *"]),
+    computeTypes: fn(llamaLib, MANGLED.computeTypes, "void", ["void *", "int", "void **", koffi.out(koffi.pointer("int")), "size_t"]),
+    ggmlInit: fn(ggmlLib, "ggml_init", "void *", [initParams]),
+    ggmlFree: fn(ggmlLib, "ggml_free", "void", ["void *"]),
+    tensorOverhead: fn(ggmlLib, "ggml_tensor_overhead", "size_t", []),
+    newTensor4d: fn(ggmlLib, "ggml_new_tensor_4d", "void *", ["void *", "int", "int64_t", "int64_t", "int64_t", "int64_t"]),
+    setName: fn(ggmlLib, "ggml_set_name", "void *", ["void *", "const char *"]),
+    paramsType: llama!.paramsType,
+  };
+  return reference;
+}
 
+/**
+ * llama_quant_compute_types (what test-quant-type-selection.cpp checks) on a mock model:
+ * the types libllama itself picks for `tensors`, visited in the given order, once per ftype.
+ * Like upstream's helper it runs with has_imatrix = false and default params.
+ * Returns, per ftype, one type per tensor, or null where the tensor is not quantized.
+ */
+export function llamaReferenceTensorTypes(opts: {
+  model: ReferenceModelDesc;
+  tensors: readonly { name: string; ne: readonly number[] }[];
+  ftypes: readonly number[];
+}): Map<number, (number | null)[]> {
+  const { modelFromMetadata, modelFree, quantInit, quantFree, allows, computeTypes, ggmlInit, ggmlFree, tensorOverhead, newTensor4d, setName, paramsType } =
+    referenceBindings();
   const m = opts.model;
   const model = modelFromMetadata({
     architecture: m.arch, n_embd: m.nEmbd, n_ff: m.nFf, n_layer: m.nLayer, n_head: m.nHead,

@@ -3,7 +3,7 @@
 // tensor_allows_quantization, tensor_requires_imatrix, plus the model facts they read
 // (LLM_TYPE_70B, weight_name_comparer). recipes.ts holds the stateful mixture rules.
 
-import { findGGMLTypeTraits, GGML_TYPE_Q2_0 } from "../formats/ggml-type-traits.js";
+import { findGGMLTypeTraits, GGML_TYPE_Q1_0, GGML_TYPE_Q2_0 } from "../formats/ggml-type-traits.js";
 import { GGMLType, LlamaFtype } from "../formats/gguf-types.js";
 
 // llama_ftype values llama.h has that the shared LlamaFtype enum does not name.
@@ -20,6 +20,7 @@ export type TensorCategory =
 
 export const GGML_TYPE_COUNT = 43;
 
+/** A params->output_tensor_type-style field that is set (upstream's "< GGML_TYPE_COUNT"). */
 export function isSet(t: number | undefined): t is number {
   return t !== undefined && t < GGML_TYPE_COUNT;
 }
@@ -78,7 +79,7 @@ export function ftypeDefaultType(ftype: LlamaFtype | number): GGMLType | number 
     case F.MOSTLY_F16: return GGMLType.F16;
     case F.MOSTLY_BF16: return GGMLType.BF16;
     case F.ALL_F32: return GGMLType.F32;
-    case LLAMA_FTYPE_MOSTLY_Q1_0: return 41; // GGML_TYPE_Q1_0
+    case LLAMA_FTYPE_MOSTLY_Q1_0: return GGML_TYPE_Q1_0;
     case LLAMA_FTYPE_MOSTLY_Q2_0: return GGML_TYPE_Q2_0;
     case LLAMA_FTYPE_MOSTLY_MXFP4_MOE: return GGMLType.MXFP4;
     case F.MOSTLY_Q2_K_S: case F.MOSTLY_Q2_K: return GGMLType.Q2_K;

@@ -1,7 +1,8 @@
 // Per-tensor type choice, ported from llama.cpp src/llama-quant.cpp at the commit
-// node-llama-cpp 3.21.1 ships: tensor_allows_quantization, tensor_get_category,
-// init_quantize_state_counters, llama_tensor_get_type, llama_tensor_get_type_impl,
-// tensor_type_fallback, tensor_requires_imatrix and llama_ftype_get_default_type.
+// node-llama-cpp 3.21.1 ships: init_quantize_state_counters, llama_tensor_get_type,
+// llama_tensor_get_type_impl and tensor_type_fallback here; the stateless rules
+// (tensor_allows_quantization, tensor_get_category, tensor_requires_imatrix,
+// llama_ftype_get_default_type) in recipe-rules.ts.
 // Structure and branch order follow upstream so that a diff against it stays readable; the
 // counters (i_attention_wv, i_ffn_down ...) make the choice depend on the order tensors are
 // visited, which is llama_model_loader's weights_map order (block number, then name), not file
