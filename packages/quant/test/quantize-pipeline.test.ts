@@ -131,3 +131,46 @@ describe("convert() with an importance matrix vs llama_model_quantize (synthetic
     expect(problems).toEqual([]);
   });
 });
+
+// Real importance matrices, made by llama.cpp's own tool on our F16 GGUFs (kept in
+// test/reference; see its README):
+//   llama-imatrix -m MODEL-f16.gguf -f shared/fixtures/text/calib.txt -c 512 --chunks 32 -o MODEL.imatrix.gguf -t 2
+const REFERENCE = join(import.meta.dirname, "reference");
+describe.each([
+  { fixture: "llama-tiny", methods: ["IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS", "IQ3_S", "Q4_K_M"] },
+  { fixture: "mixtral-tiny", methods: ["IQ2_XXS", "IQ3_XXS"] },
+])("convert() --imatrix (llama-imatrix output) vs llama_model_quantize: $fixture", ({ fixture, methods }) => {
+  const imPath = join(REFERENCE, `${fixture}.imatrix.gguf`);
+  let bf16: string;
+  const outputs = new Map<string, string>();
+  beforeAll(async () => {
+    const r = await convert({
+      model: join(FIXTURES, fixture),
+      output: join(dir, `imat-${fixture}`),
+      precisions: ["bf16", ...methods],
+      imatrixPath: imPath,
+      threads: 2,
+      force: true,
+    });
+    for (const f of r.files) outputs.set(f.method, f.path);
+    bf16 = outputs.get("BF16")!;
+  }, 300_000);
+
+  it.each(methods)("%s", async (method) => {
+    const imatrix = await readImatrix(imPath);
+    // Every expert of every MoE layer was routed to during calibration: no all-zero slice.
+    for (const [name, v] of imatrix) {
+      if (!name.includes("_exps.")) continue;
+      const nPerExpert = name.includes("ffn_down") ? 512 : 256;
+      for (let e = 0; e < v.length / nPerExpert; e++) {
+        expect(v.subarray(e * nPerExpert, (e + 1) * nPerExpert).some((x) => x > 0), `${name} expert ${e}`).toBe(true);
+      }
+    }
+    const ref = join(dir, `imat-${fixture}-${method}-ref.gguf`);
+    await llamaModelQuantize({ input: bf16, output: ref, ftype: parseMethod(method).ftype, nThread: 2, imatrix });
+    const [problems, blocks] = await diffTensors(await readGGUF(outputs.get(method)!), await readGGUF(ref));
+    await rm(ref);
+    expect(problems).toEqual([]);
+    expect(blocks).toBeGreaterThan(0);
+  });
+});
