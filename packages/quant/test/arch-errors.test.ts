@@ -64,10 +64,19 @@ describe("config.json fields", () => {
     expect(e.message).toContain('"vocab_size" is "32000"; expected a non-negative integer');
   });
 
-  it("mixtral metadata needs the expert counts", () => {
+  it("fills what transformers' config class would (the converter reads AutoConfig.to_dict())", () => {
     const config = loadConfig(mixtralDir);
     delete config["num_local_experts"];
-    expect(() => getArchitecture(config).metadata(config)).toThrow(/num_local_experts/);
+    delete config["num_experts_per_tok"];
+    const m = getArchitecture(config).metadata(config).beforeFileType;
+    expect(m.find((k) => k.key === "llama.expert_count")?.value).toBe(8);
+    expect(m.find((k) => k.key === "llama.expert_used_count")?.value).toBe(2);
+  });
+
+  it("refuses shape fields it cannot guess even where transformers has a default", () => {
+    const config = loadConfig(mixtralDir);
+    delete config["hidden_size"];
+    expect(() => getArchitecture(config).metadata(config)).toThrow(/config.json has no "hidden_size"/);
   });
 });
 

@@ -2,7 +2,7 @@
 // the reference summaries in /work/ref/sum (made by .ref/job/dump_gguf.py from llama.cpp's own
 // convert_hf_to_gguf.py output).
 import { createHash } from "node:crypto";
-import { existsSync, readFileSync, readdirSync } from "node:fs";
+import { closeSync, existsSync, openSync, readFileSync, readSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import type { HFConfig, SourceTensorInfo } from "../src/architectures/types.js";
 
@@ -52,9 +52,14 @@ export function readSourceMap(dir: string): Map<string, LocatedTensor> {
   const out = new Map<string, LocatedTensor>();
   for (const part of parts) {
     const file = join(dir, part);
-    const buf = readFileSync(file);
-    const headerLen = Number(buf.readBigUInt64LE(0));
-    const header = JSON.parse(buf.subarray(8, 8 + headerLen).toString("utf8")) as Record<
+    const fd = openSync(file, "r");
+    const lenBuf = Buffer.alloc(8);
+    readSync(fd, lenBuf, 0, 8, 0);
+    const headerLen = Number(lenBuf.readBigUInt64LE(0));
+    const buf = Buffer.alloc(headerLen);
+    readSync(fd, buf, 0, headerLen, 8);
+    closeSync(fd);
+    const header = JSON.parse(buf.toString("utf8")) as Record<
       string,
       { dtype: string; shape: number[]; data_offsets: [number, number] }
     >;
@@ -68,7 +73,13 @@ export function readSourceMap(dir: string): Map<string, LocatedTensor> {
 
 /** A tensor's data as float32 (bf16 widens exactly: its bits are the top half of an f32). */
 export function readF32(t: LocatedTensor): Float32Array {
-  const bytes = readFileSync(t.file).subarray(t.begin, t.end);
+  const bytes = Buffer.alloc(t.end - t.begin);
+  const fd = openSync(t.file, "r");
+  try {
+    readSync(fd, bytes, 0, bytes.length, t.begin);
+  } finally {
+    closeSync(fd);
+  }
   if (t.dtype === "F32") return new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length));
   if (t.dtype !== "BF16") throw new Error(`test helper reads F32/BF16 only, not ${t.dtype}`);
   const n = bytes.length / 2;

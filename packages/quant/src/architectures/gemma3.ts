@@ -5,7 +5,7 @@
 // Gemma's RMSNorm computes x * (1 + w): llama.cpp's is x * w, so every *norm.weight is written
 // as w + 1. The sqrt(hidden) embedding scale is applied by llama.cpp at run time, not here.
 import { ConversionError } from "@llama-pajamas/artifact";
-import { type DefaultsTable, blockCount, decoderSummary, effectiveConfig, fullAttentionRope, optionalInt, optionalNumber, requireInt, ropeParameters } from "./hparams.js";
+import { type DefaultsTable, blockCount, decoderSummary, effectiveConfig, fullAttentionRope, optionalInt, optionalNumber, requireInt, requireShape, ropeParameters } from "./hparams.js";
 import { kvBuilder, textModelParameters } from "./kv.js";
 import { REQUIRED_GLOBAL } from "./llama.js";
 import { type SourceItem, planDecoder } from "./plan.js";
@@ -15,7 +15,7 @@ import type { Architecture, ArchitectureMetadata, HFConfig, TensorOptions, Tenso
 
 const ARCH = "gemma3";
 
-// transformers Gemma3TextConfig defaults; published multimodal configs leave most of these out
+// transformers (5.x) Gemma3TextConfig defaults; published multimodal configs leave most of these out
 // of text_config, and Gemma3Model.set_gguf_parameters falls back to the same values.
 const GEMMA3_DEFAULTS: DefaultsTable = {
   num_attention_heads: 8,
@@ -29,7 +29,7 @@ const GEMMA3_DEFAULTS: DefaultsTable = {
 };
 
 function config(c: HFConfig): HFConfig {
-  const cfg = effectiveConfig(c, GEMMA3_DEFAULTS);
+  const cfg = requireShape(effectiveConfig(c, GEMMA3_DEFAULTS), ARCH, true);
   if (cfg["attn_logit_softcapping"] !== undefined && cfg["attn_logit_softcapping"] !== null) {
     throw new ConversionError(
       `config.json sets attn_logit_softcapping ${JSON.stringify(cfg["attn_logit_softcapping"])}, which Gemma 3 does not have; ` +

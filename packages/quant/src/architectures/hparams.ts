@@ -168,3 +168,15 @@ export function decoderSummary(cfg: HFConfig, arch: string): ArchitectureSummary
   }
   return s;
 }
+
+/**
+ * The shape fields transformers would default but a usable checkpoint always states: a guess
+ * would give a GGUF whose metadata contradicts its tensors, so their absence is an error.
+ */
+export function requireShape(config: HFConfig, arch: string, dense: boolean): HFConfig {
+  blockCount(config, arch);
+  requireInt(config, ["hidden_size", "n_embd", "dim"], arch);
+  requireInt(config, ["num_attention_heads", "n_head", "n_heads"], arch);
+  if (dense) requireInt(config, ["intermediate_size", "n_inner", "hidden_dim"], arch);
+  return config;
+}

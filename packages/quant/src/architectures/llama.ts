@@ -10,6 +10,7 @@ import {
   kvHeadsFromHeads,
   optionalInt,
   requireInt,
+  requireShape,
   ropeParameters,
 } from "./hparams.js";
 import { kvBuilder, textModelParameters } from "./kv.js";
@@ -20,7 +21,7 @@ import type { Architecture, ArchitectureMetadata, HFConfig, TensorPlan } from ".
 
 const ARCH = "llama";
 
-// transformers LlamaConfig / MistralConfig defaults for fields the converter reads.
+// transformers (5.x) LlamaConfig / MistralConfig defaults for fields the converter reads.
 const LLAMA_DEFAULTS: DefaultsTable = {
   head_dim: headDimFromHidden,
   num_key_value_heads: kvHeadsFromHeads,
@@ -28,11 +29,11 @@ const LLAMA_DEFAULTS: DefaultsTable = {
   rms_norm_eps: 1e-6,
   rope_theta: 10000,
 };
-const MISTRAL_DEFAULTS: DefaultsTable = { ...LLAMA_DEFAULTS, max_position_embeddings: 4096 * 32 };
+const MISTRAL_DEFAULTS: DefaultsTable = { ...LLAMA_DEFAULTS, num_key_value_heads: 8, max_position_embeddings: 4096 * 32 };
 
-export function llamaConfig(config: HFConfig, defaults?: DefaultsTable): HFConfig {
+export function llamaConfig(config: HFConfig, defaults?: DefaultsTable, arch = ARCH): HFConfig {
   const d = defaults ?? (config["model_type"] === "mistral" ? MISTRAL_DEFAULTS : LLAMA_DEFAULTS);
-  return effectiveConfig(config, d);
+  return requireShape(effectiveConfig(config, d), arch, true);
 }
 
 /** LlamaModel.set_gguf_parameters: the shared keys, then vocab_size and rope.dimension_count. */

@@ -1,6 +1,6 @@
 // model_type "mixtral" -> GGUF "llama" with experts. conversion/llama.py LlamaModel: the same
 // metadata and q/k permute as llama, plus per-expert w1/w2/w3 stacked into 3-D tensors.
-import { type DefaultsTable, blockCount, decoderSummary, kvHeadsFromHeads, requireInt } from "./hparams.js";
+import { type DefaultsTable, blockCount, decoderSummary, requireInt } from "./hparams.js";
 import { DENSE_BLOCK, REQUIRED_GLOBAL, llamaConfig, llamaFilter, llamaGeneratedTensors, llamaMetadata, llamaPermute } from "./llama.js";
 import { type ExpertSpec, planDecoder } from "./plan.js";
 import { GLOBAL_RULES, LLAMA_BLOCK_RULES, MIXTRAL_MOE_RULES, compileNameMap } from "./tensor-names.js";
@@ -8,15 +8,17 @@ import type { Architecture, HFConfig } from "./types.js";
 
 const ARCH = "mixtral";
 
-// transformers MixtralConfig defaults (it leaves head_dim unset, so no key_length is written).
+// transformers (5.x) MixtralConfig defaults (it leaves head_dim unset: no key_length is written).
 const MIXTRAL_DEFAULTS: DefaultsTable = {
-  num_key_value_heads: kvHeadsFromHeads,
+  num_key_value_heads: 8,
+  num_local_experts: 8,
+  num_experts_per_tok: 2,
   max_position_embeddings: 4096 * 32,
   rms_norm_eps: 1e-5,
   rope_theta: 1e6,
 };
 
-const config = (c: HFConfig): HFConfig => llamaConfig(c, MIXTRAL_DEFAULTS);
+const config = (c: HFConfig): HFConfig => llamaConfig(c, MIXTRAL_DEFAULTS, ARCH);
 
 /**
  * LlamaModel.modify_tensors: every tensor whose name contains "block_sparse_moe.experts" is
@@ -45,13 +47,7 @@ export const mixtral: Architecture = {
   ggufArch: "llama",
   hfArchitectures: ["MixtralForCausalLM"],
   summary: (c) => decoderSummary(config(c), ARCH),
-  metadata(c) {
-    const cfg = config(c);
-    // Without these llama.cpp would load the file as a dense llama; fail here instead.
-    requireInt(cfg, "num_local_experts", ARCH);
-    requireInt(cfg, "num_experts_per_tok", ARCH);
-    return llamaMetadata(cfg, ARCH);
-  },
+  metadata: (c) => llamaMetadata(config(c), ARCH),
   tensors(c, source) {
     const cfg = config(c);
     const blocks = blockCount(cfg, ARCH);

@@ -3,7 +3,7 @@
 // so tensors copy through by name. Its own set_gguf_parameters (no TextModel keys), and LongRoPE
 // checkpoints get rope_factors_long/short tensors plus an attn_factor KV.
 import { ConversionError } from "@llama-pajamas/artifact";
-import { type DefaultsTable, blockCount, decoderSummary, effectiveConfig, fullAttentionRope, kvHeadsFromHeads, optionalInt, requireInt, requireNumber, ropeParameters } from "./hparams.js";
+import { type DefaultsTable, blockCount, decoderSummary, effectiveConfig, fullAttentionRope, kvHeadsFromHeads, optionalInt, requireInt, requireNumber, requireShape, ropeParameters } from "./hparams.js";
 import { kvBuilder } from "./kv.js";
 import { REQUIRED_GLOBAL } from "./llama.js";
 import { planDecoder } from "./plan.js";
@@ -13,7 +13,7 @@ import type { Architecture, ArchitectureMetadata, HFConfig, TensorPlan } from ".
 
 const ARCH = "phi3";
 
-// transformers Phi3Config defaults for fields the converter reads.
+// transformers (5.x) Phi3Config defaults for fields the converter reads.
 const PHI3_DEFAULTS: DefaultsTable = {
   num_key_value_heads: kvHeadsFromHeads,
   max_position_embeddings: 4096,
@@ -22,7 +22,7 @@ const PHI3_DEFAULTS: DefaultsTable = {
   rope_theta: 10000,
 };
 
-const config = (c: HFConfig): HFConfig => effectiveConfig(c, PHI3_DEFAULTS);
+const config = (c: HFConfig): HFConfig => requireShape(effectiveConfig(c, PHI3_DEFAULTS), ARCH, true);
 
 interface Phi3Rope {
   maxPos: number;

@@ -1,6 +1,6 @@
 // model_type "qwen2" -> GGUF "qwen2". conversion/qwen.py Qwen2Model: TextModel's metadata as is,
 // tensors copied by name (q/k/v biases included), no RoPE permute.
-import { type DefaultsTable, blockCount, decoderSummary, effectiveConfig, kvHeadsFromHeads } from "./hparams.js";
+import { type DefaultsTable, blockCount, decoderSummary, effectiveConfig, requireShape } from "./hparams.js";
 import { textModelMetadata } from "./kv.js";
 import { DENSE_BLOCK, REQUIRED_GLOBAL } from "./llama.js";
 import { planDecoder, textModelFilter } from "./plan.js";
@@ -9,15 +9,15 @@ import type { Architecture, HFConfig } from "./types.js";
 
 const ARCH = "qwen2";
 
-// transformers Qwen2Config defaults for fields the converter reads.
+// transformers (5.x) Qwen2Config defaults for fields the converter reads.
 const QWEN2_DEFAULTS: DefaultsTable = {
-  num_key_value_heads: kvHeadsFromHeads,
+  num_key_value_heads: 32,
   max_position_embeddings: 32768,
   rms_norm_eps: 1e-6,
   rope_theta: 10000,
 };
 
-const config = (c: HFConfig): HFConfig => effectiveConfig(c, QWEN2_DEFAULTS);
+const config = (c: HFConfig): HFConfig => requireShape(effectiveConfig(c, QWEN2_DEFAULTS), ARCH, true);
 
 export const qwen2: Architecture = {
   modelTypes: ["qwen2"],

@@ -1,7 +1,7 @@
 // model_type "qwen3_moe" -> GGUF "qwen3moe". conversion/qwen.py Qwen3MoeModel (a Qwen2MoeModel):
 // TextModel's metadata plus expert_feed_forward_length; experts stacked per layer.
 import { ConversionError } from "@llama-pajamas/artifact";
-import { type DefaultsTable, blockCount, decoderSummary, effectiveConfig, optionalInt, requireInt } from "./hparams.js";
+import { type DefaultsTable, blockCount, computed, decoderSummary, effectiveConfig, optionalInt, requireInt, requireShape } from "./hparams.js";
 import { kvBuilder, textModelParameters } from "./kv.js";
 import { REQUIRED_GLOBAL } from "./llama.js";
 import { type ExpertSpec, type SourceItem, mapItem, planDecoder } from "./plan.js";
@@ -12,16 +12,20 @@ import type { Architecture, HFConfig, TensorPlan } from "./types.js";
 
 const ARCH = "qwen3_moe";
 
-// transformers Qwen3MoeConfig defaults for fields the converter reads.
+// transformers (5.x) Qwen3MoeConfig defaults for fields the converter reads. It stores the
+// expert count as num_local_experts; config.json usually says num_experts.
 const QWEN3_MOE_DEFAULTS: DefaultsTable = {
   num_key_value_heads: 4,
+  num_experts: computed((c) => c["num_local_experts"] ?? 128),
+  num_experts_per_tok: 8,
+  moe_intermediate_size: 768,
   max_position_embeddings: 32768,
   rms_norm_eps: 1e-6,
   rope_theta: 10000,
 };
 
 function config(c: HFConfig): HFConfig {
-  const cfg = effectiveConfig(c, QWEN3_MOE_DEFAULTS);
+  const cfg = requireShape(effectiveConfig(c, QWEN3_MOE_DEFAULTS), ARCH, false);
   const dense = cfg["mlp_only_layers"];
   const step = cfg["decoder_sparse_step"];
   if ((Array.isArray(dense) && dense.length > 0) || (typeof step === "number" && step !== 1)) {
@@ -90,8 +94,6 @@ export const qwen3_moe: Architecture = {
   summary: (c) => decoderSummary(config(c), ARCH),
   metadata(c) {
     const cfg = config(c);
-    expertCount(cfg);
-    requireInt(cfg, "num_experts_per_tok", ARCH);
     const kv = kvBuilder("qwen3moe");
     textModelParameters(kv, cfg, blockCount(cfg, ARCH));
     // Qwen2MoeModel.set_gguf_parameters, after file_type.

@@ -1,0 +1,120 @@
+import { UsageError } from "@llama-pajamas/artifact";
+
+/** Backends a caller may ask for; `auto` picks the best one available. */
+export const BACKEND_NAMES = ["auto", "cpu", "cuda", "vulkan", "metal", "mlx"] as const;
+export type BackendRequest = (typeof BACKEND_NAMES)[number];
+export type BackendName = Exclude<BackendRequest, "auto">;
+
+/** How to load a model. Names follow llama.cpp's flags (ctx-size, gpu-layers, threads, batch-size). */
+export interface RuntimeOptions {
+  /** A .gguf file or an artifact directory (with manifest.json). */
+  modelPath: string;
+  /** Default "auto". */
+  backend?: BackendRequest;
+  /** Context window in tokens; default min(4096, the model's training context), as llama.cpp's default. */
+  ctxSize?: number;
+  /**
+   * Flash attention (llama.cpp's --flash-attn); default "auto", which llama.cpp turns on where
+   * the backend supports it. Its results differ slightly between llama.cpp builds (see README).
+   */
+  flashAttention?: "auto" | boolean;
+  /** Layers offloaded to the GPU: a count, "max" or "auto" (default; 0 on cpu). */
+  gpuLayers?: number | "max" | "auto";
+  /** Compute threads; default: the CPU's math cores, as llama.cpp's `cpu_get_num_math()`. */
+  threads?: number;
+  /** Tokens per llama_decode call while reading a prompt (n_batch = n_ubatch); default min(ctxSize, 512). */
+  batchSize?: number;
+  /** Check the chosen file's sha256 against the artifact's manifest (or gguf/metadata.json). */
+  verify?: boolean;
+  /** In an artifact with several GGUF files, the quantization method to load ("Q4_K_M"); default the first listed. */
+  method?: string;
+  /** A Jinja chat template that replaces the model's own (tokenizer.chat_template). */
+  chatTemplate?: string;
+  /** llama.cpp's log lines (the library itself never prints). */
+  onLog?: (level: LogLevel, message: string) => void;
+  signal?: AbortSignal;
+}
+
+export type LogLevel = "error" | "warn" | "info" | "debug";
+
+/** Sampling and stopping, the seed's InferenceConfig. Defaults follow llama.cpp's common_params_sampling. */
+export interface InferenceConfig {
+  /** Default 256; generation also stops when the context is full (finishReason "length"). */
+  maxTokens?: number;
+  /** 0 = greedy. Default 0.8. */
+  temperature?: number;
+  /** Default 0.95 (1 disables). */
+  topP?: number;
+  /** Default 40 (0 disables). */
+  topK?: number;
+  /** Default 0.05 (0 disables). */
+  minP?: number;
+  /** Penalty on the last 64 tokens; default 1 (off), as llama.cpp's penalty_repeat. */
+  repeatPenalty?: number;
+  /** Sampling seed; default random. */
+  seed?: number;
+  /** Strings that end generation; they are not included in the text. */
+  stop?: string[];
+  /** Return an async iterable of text pieces instead of a result. */
+  stream?: boolean;
+  /** Ends generation early with finishReason "abort" and the text so far. */
+  signal?: AbortSignal;
+}
+
+/** Chat adds the variables some templates read (Qwen3's enable_thinking, ...). */
+export interface ChatConfig extends InferenceConfig {
+  chatTemplateKwargs?: Record<string, unknown>;
+}
+
+export interface ResolvedSampling {
+  maxTokens: number;
+  temperature: number;
+  topP: number;
+  topK: number;
+  minP: number;
+  repeatPenalty: number;
+  repeatLastN: number;
+  seed: number | undefined;
+  stop: string[];
+}
+
+export const DEFAULT_MAX_TOKENS = 256;
+/** llama.cpp's penalty_last_n. */
+const REPEAT_LAST_N = 64;
+
+function check(name: string, v: number | undefined, ok: (n: number) => boolean, expected: string): void {
+  if (v !== undefined && (typeof v !== "number" || !Number.isFinite(v) || !ok(v))) {
+    throw new UsageError(`${name} must be ${expected}, got ${JSON.stringify(v)}`);
+  }
+}
+
+/** Fills defaults and rejects out-of-range values with a UsageError naming the field. */
+export function resolveSampling(config: InferenceConfig = {}): ResolvedSampling {
+  check("maxTokens", config.maxTokens, (n) => Number.isInteger(n) && n >= 1, "an integer >= 1");
+  check("temperature", config.temperature, (n) => n >= 0, ">= 0");
+  check("topP", config.topP, (n) => n > 0 && n <= 1, "in (0, 1]");
+  check("topK", config.topK, (n) => Number.isInteger(n) && n >= 0, "an integer >= 0");
+  check("minP", config.minP, (n) => n >= 0 && n <= 1, "in [0, 1]");
+  check("repeatPenalty", config.repeatPenalty, (n) => n > 0, "> 0");
+  check("seed", config.seed, (n) => Number.isInteger(n) && n >= 0, "an integer >= 0");
+  const stop = config.stop ?? [];
+  if (!Array.isArray(stop) || stop.some((s) => typeof s !== "string" || s.length === 0)) {
+    throw new UsageError(`stop must be an array of non-empty strings, got ${JSON.stringify(config.stop)}`);
+  }
+  return {
+    maxTokens: config.maxTokens ?? DEFAULT_MAX_TOKENS,
+    temperature: config.temperature ?? 0.8,
+    topP: config.topP ?? 0.95,
+    topK: config.topK ?? 40,
+    minP: config.minP ?? 0.05,
+    repeatPenalty: config.repeatPenalty ?? 1,
+    repeatLastN: REPEAT_LAST_N,
+    seed: config.seed,
+    stop,
+  };
+}
+
+export function parseBackend(value: string): BackendRequest {
+  if ((BACKEND_NAMES as readonly string[]).includes(value)) return value as BackendRequest;
+  throw new UsageError(`unknown backend ${JSON.stringify(value)}; backends: ${BACKEND_NAMES.join(", ")}`);
+}

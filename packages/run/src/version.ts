@@ -1,0 +1,13 @@
+import { readFileSync } from "node:fs";
+
+/** This package's name and version, from its package.json (dist/ and src/ both sit one level below it). */
+const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { name: string; version: string };
+
+export const RUNTIME_NAME: string = pkg.name;
+export const RUNTIME_VERSION: string = pkg.version;
+
+/**
+ * GGUF layout versions this runtime reads (manifest `format_versions.gguf`). llama.cpp's
+ * gguf.cpp accepts versions 2 and 3; version 1 was dropped upstream.
+ */
+export const SUPPORTED_FORMAT_VERSIONS: Readonly<Record<string, readonly string[]>> = { gguf: ["2", "3"] };
