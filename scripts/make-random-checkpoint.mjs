@@ -2,7 +2,7 @@
 // Writes a Hugging Face checkpoint directory with deterministic pseudo-random bf16 weights:
 //
 //   node scripts/make-random-checkpoint.mjs --preset NAME --out DIR [--seed N]
-//        [--max-shard-size 5GB] [--fixtures /work/shared/fixtures/models]
+//        [--max-shard-size 5GB] [--fixtures ../shared/fixtures/models]
 //
 // The output is a pure function of (preset, seed, max shard size, fixture tokenizer files): every
 // tensor draws from its own xorshift32 stream seeded by FNV-1a(seed + ":" + name), so the bytes do
@@ -13,10 +13,12 @@
 import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync, writeSync } from "node:fs";
 import { endianness } from "node:os";
 import { join, resolve } from "node:path";
-import { pathToFileURL } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { PRESETS, PyFloat } from "./random-checkpoint-presets.mjs";
 import { buildSentencePieceModel } from "./sentencepiece-model.mjs";
 
+/** The fixtures folder beside the repo: ../shared/fixtures/models. */
+const DEFAULT_FIXTURES = fileURLToPath(new URL("../../shared/fixtures/models", import.meta.url));
 const USAGE = "usage: node scripts/make-random-checkpoint.mjs --preset NAME --out DIR [--seed N] [--max-shard-size 5GB] [--fixtures DIR]";
 const CHUNK_ELEMENTS = 8 * 1024 * 1024;
 const WEIGHT_STD = 0.02; // initializer_range
@@ -39,7 +41,7 @@ function parseArgs(argv) {
   if (!(preset in PRESETS)) throw new Error(`unknown preset "${preset}"; presets: ${Object.keys(PRESETS).join(", ")}`);
   const seed = Number(a["seed"] ?? "0");
   if (!Number.isSafeInteger(seed) || seed < 0) throw new Error(`--seed must be a non-negative integer, got ${a["seed"]}`);
-  return { preset, out: a["out"], seed, maxShardBytes: parseSize(a["max-shard-size"] ?? "5GB"), fixtures: a["fixtures"] ?? "/work/shared/fixtures/models" };
+  return { preset, out: a["out"], seed, maxShardBytes: parseSize(a["max-shard-size"] ?? "5GB"), fixtures: a["fixtures"] ?? DEFAULT_FIXTURES };
 }
 
 /** "5GB" -> 5e9 (decimal units, as transformers' max_shard_size), plain numbers are bytes. */

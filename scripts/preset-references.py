@@ -26,7 +26,7 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT_TYPES = ["f32", "f16", "q8_0"]
-FIXTURES = "/work/shared/fixtures/models"
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "fixtures", "models")
 
 
 def _drop(*keys):

@@ -1,13 +1,14 @@
 // Test helpers for the architecture tests: the converter's view of a checkpoint's tensor list and
-// the reference summaries in /work/ref/sum (made by .ref/job/dump_gguf.py from llama.cpp's own
+// the reference summaries in test/reference (made by scripts/reference/dump_gguf.py from llama.cpp's own
 // convert_hf_to_gguf.py output).
 import { createHash } from "node:crypto";
 import { closeSync, existsSync, openSync, readFileSync, readSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import type { HFConfig, SourceTensorInfo } from "../src/architectures/types.js";
 
-export const FIXTURES = "/work/shared/fixtures/models";
-export const REF_DIR = "/work/ref/sum";
+export { FIXTURES } from "./helpers.js";
+import { REFERENCE } from "./helpers.js";
+export const REF_DIR = REFERENCE;
 
 export interface RefKV {
   type: number;

@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { InputError, ConversionError } from "@llama-pajamas/artifact";
+import { FIXTURES } from "./helpers.js";
 import {
   closeCheckpointFiles,
   compareCodePoints,
@@ -12,7 +13,7 @@ import {
   readTensorF32,
 } from "../src/formats/safetensors.js";
 
-const MODELS = "/work/shared/fixtures/models";
+const MODELS = FIXTURES;
 let tmp: string;
 
 beforeAll(async () => {

@@ -1,5 +1,5 @@
 // Summaries of GGUF files in the exact JSON shape of .ref/job/dump_gguf.py (the reference
-// summaries in /work/ref/sum/*.json), and a readable diff of two summaries.
+// summaries in packages/quant/test/reference/*.json), and a readable diff of two summaries.
 import { createHash } from "node:crypto";
 import { open, readFile, type FileHandle } from "node:fs/promises";
 import { InputError } from "@llama-pajamas/artifact";
