@@ -6,7 +6,7 @@ import { getArchitecture, SUPPORTED_MODEL_TYPES } from "./architectures/index.js
 import { GGMLType } from "./formats/gguf-types.js";
 import { readGGUF } from "./formats/gguf-reader.js";
 import { openCheckpointTensors } from "./formats/safetensors.js";
-import { openLocalCheckpoint } from "./source/local.js";
+import { type HubOptions, openCheckpoint } from "./source/index.js";
 
 export interface ModelInfo {
   kind: "checkpoint" | "gguf";
@@ -24,12 +24,17 @@ export interface ModelInfo {
   tokenizer?: string;
   layers?: number;
   experts?: number;
+  /** For a hub id: the repo, the revision asked for and the commit it resolved to. */
+  hub?: { repo: string; revision: string; commit: string };
 }
 
-/** Describes a checkpoint directory or a GGUF file without converting anything. */
-export async function inspectModel(path: string): Promise<ModelInfo> {
+/**
+ * Describes a checkpoint directory, a hub id `org/name[@revision]` (downloaded to the Hugging
+ * Face cache first), or a GGUF file, without converting anything.
+ */
+export async function inspectModel(path: string, opts: { hub?: HubOptions } = {}): Promise<ModelInfo> {
   if (path.toLowerCase().endsWith(".gguf")) return inspectGGUF(path);
-  const ckpt = await openLocalCheckpoint(path);
+  const ckpt = await openCheckpoint(path, opts.hub);
   const tensors = await openCheckpointTensors(ckpt.dir);
   const dtypes: Record<string, number> = {};
   let params = 0;
@@ -49,6 +54,7 @@ export async function inspectModel(path: string): Promise<ModelInfo> {
     sizeBytes: ckpt.weightBytes,
     tokenizer: describeTokenizer(ckpt.dir),
   };
+  if (ckpt.hub) info.hub = ckpt.hub;
   try {
     const arch = getArchitecture(ckpt.config);
     const s = arch.summary(ckpt.config);

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
+import { createReadStream, existsSync } from "node:fs";
 import { mkdir, rename, rm, stat, writeFile, readdir } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import {
@@ -7,6 +7,7 @@ import {
   type GGUFFileMetadata,
   type GGUFMetadata,
   type Manifest,
+  type ManifestFormat,
   MANIFEST_FILE,
   MANIFEST_SCHEMA_VERSION,
   METADATA_FILE,
@@ -15,7 +16,7 @@ import {
   UsageError,
 } from "@llama-pajamas/artifact";
 import { getArchitecture } from "./architectures/index.js";
-import type { Architecture, HFConfig, TensorPlan } from "./architectures/types.js";
+import type { Architecture, HFConfig, TensorOptions, TensorPlan } from "./architectures/types.js";
 import { f32ToBF16, f32ToF16, bf16ToF32, f16ToF32 } from "./formats/float.js";
 import { GGMLType, type GGUFKV, GGUFValueType, LlamaFtype } from "./formats/gguf-types.js";
 import { GGUFWriter } from "./formats/gguf-writer.js";
@@ -27,13 +28,21 @@ import { imatrixForTensor, imatrixMetadata, readImatrix } from "./quantize/imatr
 import { parseMethod, type QuantMethod } from "./quantize/methods.js";
 import { QuantizePool } from "./quantize/pool.js";
 import { chooseTensorTypes } from "./quantize/recipes.js";
-import { openLocalCheckpoint, type LocalCheckpoint } from "./source/local.js";
+import { type HubOptions, openCheckpoint } from "./source/index.js";
+import type { LocalCheckpoint } from "./source/local.js";
 import { buildTokenizerKV } from "./tokenizer/index.js";
+// MLX export (issue 5): a second pass over the checkpoint into mlx/, see mlx/export.ts.
+import { type AffineKernel, type MLXExportResult, MLX_FORMAT_VERSION, checkMLXRequest, exportMLX, mlxManifestEntry, parseFormats, resolvePrecisions } from "./mlx/index.js";
 import { PIPELINE_VERSION, RUNTIME_REQUIREMENT, LLAMA_CPP_VERSION } from "./version.js";
 
 /** What to produce. Mirrors the seed's QuantConfig in TypeScript idiom. */
 export interface QuantConfig {
-  formats?: "gguf"[];
+  /** Default ["gguf"]. With "mlx", precisions may read "q4_k_m:4bit" (GGUF method : MLX precision). */
+  formats?: ("gguf" | "mlx")[];
+  /** MLX quantization group size: 32, 64 (default) or 128. */
+  mlxGroupSize?: number;
+  /** Whose rounding the MLX quantizer reproduces: "metal" (default; mlx_lm.convert on a Mac) or "cpu". */
+  mlxKernel?: AffineKernel;
   /** GGUF methods by name: "Q4_K_M", "q8_0", "F16" ... (see list-methods). */
   precisions: string[];
   /** llama.cpp importance matrix (GGUF or legacy .dat), required by IQ2/IQ3 types. */
@@ -54,6 +63,8 @@ export interface ConvertOptions extends QuantConfig {
   modelId?: string;
   onProgress?: (event: ProgressEvent) => void;
   signal?: AbortSignal;
+  /** For a hub id `org/name[@revision]` model: HF_* environment, download events. */
+  hub?: Omit<HubOptions, "signal">;
 }
 
 export interface ProgressEvent {
@@ -80,8 +91,10 @@ export interface ConvertResult {
   manifestPath: string;
   files: ConvertedFile[];
   /** The first GGUF written (the seed's result.gguf_path). */
-  ggufPath: string;
+  ggufPath?: string;
   compressionRatio: number;
+  /** The mlx/ directory, when "mlx" was in formats. */
+  mlx?: MLXExportResult;
   sourceBytes: number;
   architecture: { type: string; ggufArch: string; family: string; paramsTotal: number; paramsNonEmbedding: number };
   seconds: number;
@@ -104,17 +117,17 @@ const FLOAT_TYPES: Record<string, GGMLType> = { F32: GGMLType.F32, F16: GGMLType
  */
 export async function convert(opts: ConvertOptions): Promise<ConvertResult> {
   const started = Date.now();
-  if (opts.precisions.length === 0) throw new UsageError("no precision given; pass --precision, e.g. q4_k_m,q8_0");
-  const methods = dedupe(opts.precisions.map((p) => parsePrecision(p)));
-  const ckpt = await openLocalCheckpoint(opts.model, opts.modelId);
+  const formats = parseFormats(opts.formats ?? ["gguf"]);
+  if (opts.precisions.length === 0 && !formats.includes("mlx")) throw new UsageError("no precision given; pass --precision, e.g. q4_k_m,q8_0");
+  const wanted = resolvePrecisions(formats, opts.precisions);
+  const methods = dedupe(wanted.gguf.map((p) => parsePrecision(p)));
+  const ckpt = await openCheckpoint(opts.model, { ...opts.hub, modelId: opts.modelId, signal: opts.signal });
   const outputDir = resolve(opts.output);
   await checkOutput(outputDir, opts.force === true);
 
   const arch = getArchitecture(ckpt.config);
+  if (wanted.mlx) checkMLXRequest({ config: ckpt.config, method: wanted.mlx, groupSize: opts.mlxGroupSize }); // fail before the GGUF pass
   const sources = await openCheckpointTensors(ckpt.dir);
-  const plans = arch.tensors(ckpt.config, sources);
-  const summary = arch.summary(ckpt.config);
-  const params = countParams(plans);
   const intermediate = intermediateType(opts.intermediate ?? "auto", sources);
   const needsImatrix = methods.filter((m) => m.requiresImatrix);
   if (needsImatrix.length > 0 && !opts.imatrixPath) {
@@ -125,16 +138,19 @@ export async function convert(opts: ConvertOptions): Promise<ConvertResult> {
   }
   const imatrix = opts.imatrixPath ? await readImatrix(opts.imatrixPath) : undefined;
 
-  const tokenizerKV = await buildTokenizerKV({
+  const tokenizerKV = methods.length === 0 ? [] : await buildTokenizerKV({
     dir: ckpt.dir,
     config: ckpt.config,
     ggufArch: arch.ggufArch,
     modelType: String(ckpt.config.model_type),
   });
+  const plans = arch.tensors(ckpt.config, sources, tensorOptions(ckpt.dir, tokenizerKV));
+  const summary = arch.summary(ckpt.config);
+  const params = countParams(plans);
   const archKV = arch.metadata(ckpt.config);
   const generalKV = generalMetadata({
     ggufArch: arch.ggufArch,
-    dirName: basename(ckpt.dir),
+    dirName: ckpt.name,
     generationConfig: ckpt.generationConfig,
     paramsTotal: params.total,
   });
@@ -143,11 +159,12 @@ export async function convert(opts: ConvertOptions): Promise<ConvertResult> {
   const intermediateTypes = plans.map((p) => converterTensorType(p, intermediate));
   const tmpDir = `${outputDir}.tmp-${process.pid}`;
   await rm(tmpDir, { recursive: true, force: true });
-  await mkdir(join(tmpDir, "gguf"), { recursive: true });
+  await mkdir(methods.length > 0 ? join(tmpDir, "gguf") : tmpDir, { recursive: true });
 
-  const stem = basename(ckpt.dir).toLowerCase();
+  const stem = ckpt.name.toLowerCase();
   const outputs: OutputPlan[] = [];
   const files: ConvertedFile[] = [];
+  let mlx: MLXExportResult | undefined;
   const pool = new QuantizePool({ threads: opts.threads });
   try {
     for (const method of methods) {
@@ -155,7 +172,9 @@ export async function convert(opts: ConvertOptions): Promise<ConvertResult> {
       const file = `${stem}-${method.name.toLowerCase()}.gguf`;
       const writer = new GGUFWriter();
       const kv: GGUFKV[] = [
-        ...generalKV,
+        generalKV[0]!, // general.architecture
+        ...archKV.afterArchitecture,
+        ...generalKV.slice(1),
         ...archKV.beforeFileType,
         { key: "general.file_type", type: GGUFValueType.UINT32, value: method.ftype },
         ...archKV.afterFileType,
@@ -181,7 +200,7 @@ export async function convert(opts: ConvertOptions): Promise<ConvertResult> {
     let bytesRead = 0;
     let i = 0;
     // Read-ahead of one piece: the next piece is read while this one is quantized.
-    for await (const piece of readAhead(pieces(plans, sources))) {
+    for await (const piece of readAhead(pieces(outputs.length > 0 ? plans : [], sources))) {
       if (opts.signal?.aborted) throw new OutputError("conversion interrupted; nothing was written to the output directory");
       i = piece.index;
       const plan = plans[i]!;
@@ -222,9 +241,22 @@ export async function convert(opts: ConvertOptions): Promise<ConvertResult> {
         tensorTypes: out.tensorTypes,
       });
     }
+    if (wanted.mlx) {
+      const exported = await exportMLX({
+        model: ckpt.dir,
+        output: join(tmpDir, "mlx"),
+        method: wanted.mlx,
+        groupSize: opts.mlxGroupSize,
+        kernel: opts.mlxKernel,
+        sourceBytes: ckpt.weightBytes,
+        onProgress: opts.onProgress && ((e) => opts.onProgress!({ ...e, tensorName: `mlx/${e.tensorName}` })),
+        signal: opts.signal,
+      });
+      mlx = { ...exported, dir: join(outputDir, "mlx") };
+    }
     // The manifest and metadata go to the temp dir too: a failure here must not leave it behind.
-    const manifest = buildManifest({ ckpt, arch, family: summary.family, params, files, outputDir });
-    await writeFile(join(tmpDir, "gguf", METADATA_FILE), JSON.stringify(ggufMetadata(files, outputs, opts), null, 2) + "\n");
+    const manifest = buildManifest({ ckpt, arch, family: summary.family, params, files, mlx, outputDir });
+    if (files.length > 0) await writeFile(join(tmpDir, "gguf", METADATA_FILE), JSON.stringify(ggufMetadata(files, outputs, opts), null, 2) + "\n");
     await writeFile(join(tmpDir, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + "\n");
     await replaceDir(tmpDir, outputDir);
   } catch (e) {
@@ -239,8 +271,9 @@ export async function convert(opts: ConvertOptions): Promise<ConvertResult> {
     outputDir,
     manifestPath: join(outputDir, MANIFEST_FILE),
     files,
-    ggufPath: files[0]!.path,
-    compressionRatio: files[0]!.compressionRatio,
+    ggufPath: files[0]?.path,
+    compressionRatio: files[0]?.compressionRatio ?? mlx!.compressionRatio,
+    mlx,
     sourceBytes: ckpt.weightBytes,
     architecture: {
       type: String(ckpt.config.model_type),
@@ -261,6 +294,16 @@ function parsePrecision(name: string): QuantMethod {
     if (e instanceof UsageError) throw new InputError(e.message, { code: "E_PRECISION" });
     throw e;
   }
+}
+
+/**
+ * gemma3 without tokenizer.model: llama.cpp trims token_embd to the vocabulary it wrote
+ * (conversion/gemma.py), so the plan needs the token count.
+ */
+function tensorOptions(dir: string, tokenizerKV: GGUFKV[]): TensorOptions {
+  if (existsSync(join(dir, "tokenizer.model"))) return {};
+  const tokens = tokenizerKV.find((kv) => kv.key === "tokenizer.ggml.tokens");
+  return tokens && tokens.type === GGUFValueType.ARRAY ? { tokenizerVocabCount: tokens.value.length } : {};
 }
 
 function dedupe(methods: QuantMethod[]): QuantMethod[] {
@@ -493,6 +536,7 @@ function buildManifest(opts: {
   family: "dense_decoder" | "moe";
   params: { total: number; nonEmbedding: number };
   files: ConvertedFile[];
+  mlx?: MLXExportResult;
   outputDir: string;
 }): Manifest {
   return {
@@ -508,7 +552,7 @@ function buildManifest(opts: {
       params_total_count: opts.params.total,
       params_non_embedding_count: opts.params.nonEmbedding,
     },
-    formats: opts.files.map((f) => ({
+    formats: opts.files.map((f): ManifestFormat => ({
       type: f.format,
       path: `gguf/${basename(f.path)}`,
       method: f.method,
@@ -516,9 +560,9 @@ function buildManifest(opts: {
       size_bytes: f.sizeBytes,
       compression: `${f.compressionRatio.toFixed(1)}x`,
       sha256: f.sha256,
-    })),
+    })).concat(opts.mlx ? [mlxManifestEntry(opts.mlx)] : []),
     runtime_requirements: { "llama-pajamas-run": RUNTIME_REQUIREMENT },
-    format_versions: { gguf: "3" },
+    format_versions: { ...(opts.files.length > 0 ? { gguf: "3" } : {}), ...(opts.mlx ? { mlx: MLX_FORMAT_VERSION } : {}) },
   };
 }
 

@@ -1,28 +1,33 @@
 import { UsageError } from "@llama-pajamas/artifact";
 import { inspectModel } from "../info.js";
 import type { Command } from "./args.js";
+import { downloadProgress } from "./download-progress.js";
 import { formatBytes } from "./progress.js";
 
-const usage = `Usage: llama-pajamas-quant info MODEL [--json]
+const usage = `Usage: llama-pajamas-quant info MODEL [--json] [--quiet]
 
-Describes a checkpoint directory or a .gguf file: architecture, family (dense/MoE),
-parameters, tensor dtypes, size, tokenizer, and whether this pipeline can convert it.`;
+Describes a checkpoint directory, a hub id org/name[@revision] (fetched into the Hugging Face
+cache first, progress on stderr unless --quiet or --json), or a .gguf file: architecture,
+family (dense/MoE), parameters, tensor dtypes, size, tokenizer, and whether this pipeline can
+convert it.`;
 
 export const infoCommand: Command = {
   name: "info",
   summary: "describe a checkpoint or GGUF file",
   usage,
-  options: { json: { type: "boolean" } },
+  options: { json: { type: "boolean" }, quiet: { type: "boolean" } },
   async run(values, positionals) {
     const path = positionals[0];
     if (!path) throw new UsageError(`info needs a MODEL path\n\n${usage}`);
-    const info = await inspectModel(path);
+    const downloads = downloadProgress({ quiet: values.quiet === true || values.json === true });
+    const info = await inspectModel(path, { hub: { onEvent: downloads } }).finally(() => downloads.done());
     if (values.json === true) {
       process.stdout.write(JSON.stringify(info, null, 2) + "\n");
       return 0;
     }
     const rows: [string, string][] = [
       ["path", info.path],
+      ...(info.hub ? ([["hub", `${info.hub.repo}@${info.hub.revision} (commit ${info.hub.commit})`]] as [string, string][]) : []),
       ["kind", info.kind],
       ["architecture", `${info.architecture ?? "?"}${info.modelType ? ` (model_type ${info.modelType})` : ""}`],
       ["family", info.family ?? "?"],

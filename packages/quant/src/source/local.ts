@@ -9,6 +9,10 @@ export interface LocalCheckpoint {
   dir: string;
   /** What the manifest records as model_id: the hub id when known, else the dir name. */
   modelId: string;
+  /** The model's own name (GGUF general.name, output file stem): the dir name, or the hub repo's name. */
+  name: string;
+  /** Where a hub checkpoint came from; absent for a local directory. */
+  hub?: { repo: string; revision: string; commit: string };
   config: HFConfig;
   generationConfig: Record<string, unknown> | undefined;
   /** Names of *.safetensors files present. */
@@ -51,7 +55,7 @@ export async function openLocalCheckpoint(model: string, modelId?: string): Prom
     }
     throw new InputError(
       `model directory ${dir} does not exist; pass --model a local Hugging Face checkpoint directory ` +
-        `(config.json + *.safetensors)`,
+        `(config.json + *.safetensors) or a hub id org/name[@revision]`,
       { path: dir, code: "E_NOT_FOUND" },
     );
   }
@@ -94,6 +98,7 @@ export async function openLocalCheckpoint(model: string, modelId?: string): Prom
   return {
     dir,
     modelId: modelId ?? basename(dir),
+    name: basename(dir),
     config: config as HFConfig,
     generationConfig,
     safetensorsFiles,
