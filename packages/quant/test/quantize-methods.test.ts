@@ -50,12 +50,23 @@ describe("METHODS table", () => {
 
   it("gives each default type's nominal bits per weight (checked against ggml_type_size / ggml_blck_size)", () => {
     for (const m of METHODS) {
-      expect(m.bitsPerWeight, m.name).toBeCloseTo((ggmlTypeSize(m.defaultType) * 8) / ggmlBlockSize(m.defaultType), 10);
+      expect(m.defaultTypeBitsPerWeight, m.name).toBeCloseTo((ggmlTypeSize(m.defaultType) * 8) / ggmlBlockSize(m.defaultType), 10);
     }
-    expect(parseMethod("q4_k_m").bitsPerWeight).toBe(4.5);
-    expect(parseMethod("q8_0").bitsPerWeight).toBe(8.5);
-    expect(parseMethod("iq2_xxs").bitsPerWeight).toBeCloseTo(2.0625, 10);
+    expect(parseMethod("q4_k_m").defaultTypeBitsPerWeight).toBe(4.5);
+    expect(parseMethod("q8_0").defaultTypeBitsPerWeight).toBe(8.5);
+    expect(parseMethod("iq2_xxs").defaultTypeBitsPerWeight).toBeCloseTo(2.0625, 10);
     expect(parseMethod("f16").defaultType).toBe(GGMLType.F16);
+  });
+
+  it("gives each mixture's bits per weight on a Llama-3-8B-shaped model", () => {
+    // llama-quantize reports 4.89 BPW for Llama-3-8B Q4_K_M: Q6_K output and the attn_v /
+    // ffn_down bumps lift it above Q4_K's 4.5.
+    expect(parseMethod("q4_k_m").bitsPerWeight).toBe(4.89);
+    expect(parseMethod("q4_k_s").bitsPerWeight).toBe(4.67);
+    expect(parseMethod("q6_k").bitsPerWeight).toBe(6.56);
+    expect(parseMethod("q8_0").bitsPerWeight).toBe(8.5);
+    expect(parseMethod("iq2_xxs").bitsPerWeight).toBe(2.38);
+    for (const m of METHODS) expect(m.bitsPerWeight, m.name).toBeGreaterThanOrEqual(m.defaultTypeBitsPerWeight - 0.3);
   });
 
   // requiresImatrix must agree with what llama_model_quantize would refuse on real model shapes

@@ -16,10 +16,12 @@ export const listMethodsCommand: Command = {
       return 0;
     }
     const w = Math.max(...METHODS.map((m) => m.name.length));
+    process.stdout.write(`${"method".padEnd(w)}  ${"bpw*".padStart(5)}      llama.cpp's description\n`);
     for (const m of METHODS) {
       const bpw = m.bitsPerWeight.toFixed(2).padStart(5);
       process.stdout.write(`${m.name.padEnd(w)}  ${bpw} bpw  ${m.description}${m.requiresImatrix ? " (needs --imatrix)" : ""}\n`);
     }
+    process.stdout.write("\n* bits per weight of the whole mix (output, attn_v, ffn_down bumps) on a Llama-3-8B-shaped model\n");
     return 0;
   },
 };

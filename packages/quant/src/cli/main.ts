@@ -38,6 +38,12 @@ async function main(argv: string[]): Promise<number> {
   return command.run(values, positionals);
 }
 
+// `... | head` closes stdout early: stop quietly, as Unix tools do.
+process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+  if (e.code === "EPIPE") process.exit(0);
+  throw e;
+});
+
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;

@@ -5,7 +5,8 @@
 import { UsageError } from "@llama-pajamas/artifact";
 import { ggmlTypeTraits } from "../formats/ggml-type-traits.js";
 import { GGMLType, LlamaFtype } from "../formats/gguf-types.js";
-import { ftypeDefaultType } from "./recipes.js";
+import { tensorBytes } from "../formats/ggml-type-traits.js";
+import { chooseTensorTypes, ftypeDefaultType, type RecipeTensor } from "./recipes.js";
 
 export interface QuantMethod {
   /** Upstream spelling: "Q4_K_M", "IQ2_XS", "F16" ... */
@@ -13,9 +14,11 @@ export interface QuantMethod {
   ftype: LlamaFtype;
   /** The type most tensors get (llama_ftype_get_default_type). */
   defaultType: GGMLType;
+  /** Bits per weight of the default type alone (block bytes * 8 / block size). */
+  defaultTypeBitsPerWeight: number;
   /**
-   * Nominal bits per weight of the default type (block bytes * 8 / block size). Mixtures
-   * keep some tensors at more bits, so files come out somewhat larger.
+   * Bits per weight of the whole mixture on a Llama-3-8B-shaped model, computed with this
+   * package's own port of llama.cpp's type rules (output, attn_v, ffn_down bumps included).
    */
   bitsPerWeight: number;
   /** QUANT_OPTIONS' description. */
@@ -75,6 +78,42 @@ const ROWS: Row[] = [
   { name: "F32", ftype: F.ALL_F32, description: "26.00G              @ 7B" },
 ];
 
+/** Llama-3-8B's tensors (ggml ne order) in file order: 32 blocks, GQA 4, untied output. */
+function llama3Tensors(): RecipeTensor[] {
+  const t: RecipeTensor[] = [{ name: "token_embd.weight", ne: [4096, 128256], type: GGMLType.F16 }];
+  for (let b = 0; b < 32; b++) {
+    const w = (n: string, ne: number[]) => t.push({ name: `blk.${b}.${n}.weight`, ne, type: GGMLType.F16 });
+    w("attn_q", [4096, 4096]);
+    w("attn_k", [4096, 1024]);
+    w("attn_v", [4096, 1024]);
+    w("attn_output", [4096, 4096]);
+    w("ffn_gate", [4096, 14336]);
+    w("ffn_up", [4096, 14336]);
+    w("ffn_down", [14336, 4096]);
+    t.push({ name: `blk.${b}.attn_norm.weight`, ne: [4096], type: GGMLType.F32 });
+    t.push({ name: `blk.${b}.ffn_norm.weight`, ne: [4096], type: GGMLType.F32 });
+  }
+  t.push({ name: "output_norm.weight", ne: [4096], type: GGMLType.F32 }, { name: "output.weight", ne: [4096, 128256], type: GGMLType.F16 });
+  return t;
+}
+
+function llama3MixBitsPerWeight(ftype: LlamaFtype): number {
+  const tensors = llama3Tensors();
+  const types = chooseTensorTypes({
+    ftype,
+    tensors,
+    model: { arch: "llama", blockCount: 32, headCount: 32, headCountKv: 8 },
+    haveImatrix: true,
+  });
+  let bytes = 0;
+  let weights = 0;
+  tensors.forEach((t, i) => {
+    bytes += tensorBytes(types[i]!, t.ne);
+    weights += t.ne.reduce((a, b) => a * b, 1);
+  });
+  return Math.round(((bytes * 8) / weights) * 100) / 100;
+}
+
 function build(row: Row): QuantMethod {
   const defaultType = ftypeDefaultType(row.ftype) as GGMLType;
   const { blockSize, typeSize } = ggmlTypeTraits(defaultType);
@@ -83,7 +122,8 @@ function build(row: Row): QuantMethod {
     name: row.name,
     ftype: row.ftype,
     defaultType,
-    bitsPerWeight: (typeSize * 8) / blockSize,
+    defaultTypeBitsPerWeight: (typeSize * 8) / blockSize,
+    bitsPerWeight: llama3MixBitsPerWeight(row.ftype),
     description: row.description,
     requiresImatrix: row.requiresImatrix === true,
     usesImatrix: !float,
