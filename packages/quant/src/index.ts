@@ -7,6 +7,7 @@ export { inspectModel, type ModelInfo } from "./info.js";
 export { METHODS, parseMethod, type QuantMethod } from "./quantize/methods.js";
 export { SUPPORTED_MODEL_TYPES } from "./architectures/index.js";
 export { PIPELINE_VERSION } from "./version.js";
+export { resolveHubModel, type HubEvent, type HubOptions } from "./source/index.js";
 
 /**
  * `new Quantizer(config).convert({ model, outputDir })`: the seed's object form of convert(),

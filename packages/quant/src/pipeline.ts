@@ -17,19 +17,19 @@ import {
 } from "@llama-pajamas/artifact";
 import { getArchitecture } from "./architectures/index.js";
 import type { Architecture, HFConfig, TensorOptions, TensorPlan } from "./architectures/types.js";
-import { f32ToBF16, f32ToF16, bf16ToF32, f16ToF32 } from "./formats/float.js";
 import { GGMLType, type GGUFKV, GGUFValueType, LlamaFtype } from "./formats/gguf-types.js";
 import { GGUFWriter } from "./formats/gguf-writer.js";
 import { tensorBytes } from "./formats/ggml-type-traits.js";
-import { openCheckpointTensors, readTensorF32, type SafetensorsTensor } from "./formats/safetensors.js";
+import { openCheckpointTensors, type SafetensorsTensor } from "./formats/safetensors.js";
 import { converterTensorType } from "./float-policy.js";
 import { generalMetadata } from "./general-metadata.js";
-import { imatrixForTensor, imatrixMetadata, readImatrix } from "./quantize/imatrix.js";
+import { imatrixMetadata, readImatrix } from "./quantize/imatrix.js";
 import { parseMethod, type QuantMethod } from "./quantize/methods.js";
 import { QuantizePool } from "./quantize/pool.js";
 import { chooseTensorTypes } from "./quantize/recipes.js";
 import { type HubOptions, openCheckpoint } from "./source/index.js";
 import type { LocalCheckpoint } from "./source/local.js";
+import { streamTensors } from "./tensor-stream.js";
 import { buildTokenizerKV } from "./tokenizer/index.js";
 // MLX export (issue 5): a second pass over the checkpoint into mlx/, see mlx/export.ts.
 import { type AffineKernel, type MLXExportResult, MLX_FORMAT_VERSION, checkMLXRequest, exportMLX, mlxManifestEntry, parseFormats, resolvePrecisions } from "./mlx/index.js";
@@ -197,36 +197,24 @@ export async function convert(opts: ConvertOptions): Promise<ConvertResult> {
     }
 
     const bytesTotal = plans.reduce((s, p) => s + sourceBytes(p, sources), 0);
-    let bytesRead = 0;
-    let i = 0;
-    // Read-ahead of one piece: the next piece is read while this one is quantized.
-    for await (const piece of readAhead(pieces(outputs.length > 0 ? plans : [], sources))) {
-      if (opts.signal?.aborted) throw new OutputError("conversion interrupted; nothing was written to the output directory");
-      i = piece.index;
-      const plan = plans[i]!;
-      for (const out of outputs) {
-        const bytes = await encode({
-          plan,
-          data: piece.data,
-          type: out.types[i]!,
-          via: intermediateTypes[i]!,
-          imatrix: imatrixForTensor(imatrix, plan.name, [...plan.shape].reverse()),
-          pool,
-        });
-        await out.writer.writeTensorPart(plan.name, bytes);
-      }
-      bytesRead += piece.sourceBytes;
-      if (piece.last) {
+    await streamTensors({
+      plans,
+      sources,
+      outputs,
+      via: intermediateTypes,
+      imatrix,
+      pool,
+      signal: opts.signal,
+      onTensor: (i, bytesRead) =>
         opts.onProgress?.({
           tensorIndex: i + 1,
           tensorCount: plans.length,
-          tensorName: plan.name,
+          tensorName: plans[i]!.name,
           bytesRead,
           bytesTotal,
           elapsedMs: Date.now() - started,
-        });
-      }
-    }
+        }),
+    });
     for (const out of outputs) await out.writer.finish();
 
     for (const out of outputs) {
@@ -343,94 +331,11 @@ function tensorTypesFor(
   });
 }
 
-/** Floats per piece when a large tensor is streamed in row chunks (64 MiB of F32). */
-const PIECE_ELEMENTS = 1 << 24;
-
-interface Piece {
-  index: number; // into plans
-  data: Float32Array; // whole rows
-  sourceBytes: number;
-  last: boolean; // the tensor's final piece
-}
-
-/**
- * The F32 data of every planned tensor, in order. A plain 2-D copy larger than one piece is
- * read in row chunks, so peak memory stays bounded whatever the model's size (ggml quantizes
- * each row on its own, so chunking does not change a byte); transformed tensors (permuted,
- * stacked) are built whole, and are small.
- */
-async function* pieces(plans: TensorPlan[], sources: ReadonlyMap<string, SafetensorsTensor>): AsyncGenerator<Piece> {
-  for (let index = 0; index < plans.length; index++) {
-    const plan = plans[index]!;
-    if (plan.generate) {
-      yield { index, data: plan.generate(), sourceBytes: 0, last: true };
-      continue;
-    }
-    const first = sources.get(plan.sources[0]!)!;
-    const elements = plan.shape.reduce((a, b) => a * b, 1);
-    if (!plan.build && plan.sources.length === 1 && plan.shape.length === 2 && elements > PIECE_ELEMENTS) {
-      const nPerRow = plan.shape[1]!;
-      const rowsPerPiece = Math.max(1, Math.floor(PIECE_ELEMENTS / nPerRow));
-      const bytesPerElement = (first.end - first.start) / elements;
-      for (let row = 0; row < plan.shape[0]!; row += rowsPerPiece) {
-        const rows = Math.min(rowsPerPiece, plan.shape[0]! - row);
-        const data = await readTensorF32(first, { startElement: row * nPerRow, elementCount: rows * nPerRow });
-        yield { index, data, sourceBytes: rows * nPerRow * bytesPerElement, last: row + rows === plan.shape[0] };
-      }
-      continue;
-    }
-    const inputs = await Promise.all(plan.sources.map((n) => readTensorF32(sources.get(n)!)));
-    const data = plan.build ? plan.build(inputs) : inputs[0]!;
-    yield { index, data, sourceBytes: sourceBytes(plan, sources), last: true };
-  }
-}
-
-/** Iterates `source` while its next item is already being produced. */
-async function* readAhead<T>(source: AsyncGenerator<T>): AsyncGenerator<T> {
-  let next = source.next();
-  while (true) {
-    const r = await next;
-    if (r.done) return;
-    next = source.next();
-    yield r.value;
-  }
-}
-
 function sourceBytes(plan: TensorPlan, sources: ReadonlyMap<string, SafetensorsTensor>): number {
   return plan.sources.reduce((s, n) => {
     const t = sources.get(n);
     return s + (t ? t.end - t.start : 0);
   }, 0);
-}
-
-/** Rounds through a float storage type, as reading it back from a GGUF of that type would. */
-function roundThrough(data: Float32Array, type: GGMLType): Float32Array {
-  if (type === GGMLType.F16) return f16ToF32(f32ToF16(data));
-  if (type === GGMLType.BF16) return bf16ToF32(f32ToBF16(data));
-  return data;
-}
-
-function asBytes(a: ArrayBufferView): Uint8Array {
-  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
-}
-
-async function encode(opts: {
-  plan: TensorPlan;
-  data: Float32Array;
-  type: GGMLType;
-  via: GGMLType;
-  imatrix: Float32Array | undefined;
-  pool: QuantizePool;
-}): Promise<Uint8Array> {
-  const { plan, data, type } = opts;
-  if (type === GGMLType.F32) return asBytes(opts.via === GGMLType.F32 ? data : roundThrough(data, opts.via));
-  if (type === GGMLType.F16) return asBytes(f32ToF16(data));
-  if (type === GGMLType.BF16) return asBytes(f32ToBF16(data));
-  const src = roundThrough(data, opts.via);
-  const nPerRow = plan.shape[plan.shape.length - 1]!;
-  // A 3-D expert tensor's imatrix holds one vector per expert; the pool gives each expert's
-  // rows their own slice, as llama-quant.cpp does.
-  return opts.pool.quantize({ type, data: src, nRows: src.length / nPerRow, nPerRow, imatrix: opts.imatrix });
 }
 
 function countParams(plans: TensorPlan[]): { total: number; nonEmbedding: number } {

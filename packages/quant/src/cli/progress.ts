@@ -17,7 +17,7 @@ export function tensorProgress(opts: { quiet: boolean }): ((e: ProgressEvent) =>
     const line =
       `[${e.tensorIndex}/${e.tensorCount}] ${formatBytes(e.bytesRead)} / ${formatBytes(e.bytesTotal)}` +
       `  ${formatBytes(rate)}/s  ETA ${formatSeconds(eta)}  ${e.tensorName}`;
-    process.stderr.write(`\r\x1b[2K${line.slice(0, (process.stderr.columns ?? 120) - 1)}`);
+    process.stderr.write(`\r\x1b[2K${line.slice(0, (process.stderr.columns || 120) - 1)}`);
   };
   return Object.assign(report, {
     done() {

@@ -91,7 +91,7 @@ export async function downloadBlob(task: BlobTask, ctx: DownloadContext): Promis
 }
 
 /** The partial file and the hash of what it holds, kept in step. */
-interface Partial {
+interface PartialFile {
   fh: FileHandle;
   offset: number;
   hasher: Hash;
@@ -103,7 +103,7 @@ type Verdict = { ok: true } | { ok: false; got: string; want: string; resumedByt
 async function fetchVerified(task: BlobTask, ctx: DownloadContext, blob: string): Promise<Verdict> {
   const incomplete = `${blob}.incomplete`;
   const fh = await open(incomplete, "a");
-  const part: Partial = { fh, offset: (await fh.stat()).size, hasher: newHasher(task) };
+  const part: PartialFile = { fh, offset: (await fh.stat()).size, hasher: newHasher(task) };
   const resumedBytes = part.offset <= task.sizeBytes ? part.offset : 0;
   try {
     if (part.offset > task.sizeBytes) {
@@ -157,7 +157,7 @@ async function fetchVerified(task: BlobTask, ctx: DownloadContext, blob: string)
 }
 
 /** Empties the partial file: its bytes are not a prefix of the blob, or the server resent all. */
-async function restart(task: BlobTask, ctx: DownloadContext, part: Partial): Promise<void> {
+async function restart(task: BlobTask, ctx: DownloadContext, part: PartialFile): Promise<void> {
   await part.fh.truncate(0);
   ctx.onBytes(-part.offset);
   part.offset = 0;
@@ -168,7 +168,7 @@ async function restart(task: BlobTask, ctx: DownloadContext, part: Partial): Pro
  * One request from part.offset on, appended to the file and the hash. Throws
  * TransientHubError for what another try may fix (cut body, timeout, 5xx).
  */
-async function fetchRange(task: BlobTask, ctx: DownloadContext, part: Partial): Promise<void> {
+async function fetchRange(task: BlobTask, ctx: DownloadContext, part: PartialFile): Promise<void> {
   const url = resolveUrl(ctx.settings.endpoint, ctx.repo, ctx.commit, task.file);
   const resumeAt = part.offset;
   const { response, abort } = await hubGet(url, {

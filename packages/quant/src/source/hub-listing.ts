@@ -1,6 +1,9 @@
+import { readFile, stat } from "node:fs/promises";
+import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { InputError } from "@llama-pajamas/artifact";
-import { isPlainFileName } from "./hf-cache.js";
+import { compareCodePoints } from "../formats/safetensors.js";
+import { CONVERSION_FILES, INDEX_FILE, isPlainFileName } from "./hf-cache.js";
 import type { BlobTask } from "./hub-download.js";
 import { describeNetworkError, hubGet, hubHttpError, readTextLimited, TransientHubError } from "./hub-http.js";
 import { COMMIT_HASH, type HubModelId } from "./hub-id.js";
@@ -111,3 +114,56 @@ export function blobTask(listing: Listing, file: string, what: string): BlobTask
   );
 }
 
+
+/**
+ * What a conversion reads from a repo: config, tokenizer and index files it has, and the
+ * weights; `weights` is undefined when the safetensors index must say which shards.
+ */
+export function conversionPlan(listing: Listing, label: string): { files: string[]; weights: string[] | undefined } {
+  const names = [...listing.files.keys()];
+  if (!listing.files.has("config.json")) {
+    throw new InputError(
+      `${label} has no config.json, so it is not a transformers checkpoint ` +
+        `(its top-level files: ${names.slice(0, 8).join(", ") || "none"}${names.length > 8 ? ", ..." : ""})`,
+      { code: "E_NOT_A_MODEL" },
+    );
+  }
+  const files = CONVERSION_FILES.filter((f) => listing.files.has(f));
+  if (listing.files.has(INDEX_FILE)) return { files, weights: undefined };
+  // openCheckpointTensors' choice without an index: model*.safetensors, else every *.safetensors.
+  const all = names.filter((n) => n.endsWith(".safetensors")).sort(compareCodePoints);
+  let weights = all.filter((n) => n.startsWith("model"));
+  if (weights.length === 0) weights = all;
+  if (weights.length === 0) {
+    const other = names.filter((n) => /\.(bin|pt|pth|gguf|ckpt|h5|msgpack)$/.test(n));
+    throw new InputError(
+      `${label} has no *.safetensors weights` +
+        (other.length > 0 ? ` (it has ${other.slice(0, 6).join(", ")}; only safetensors checkpoints are supported)` : ""),
+      { code: "E_NOT_A_MODEL" },
+    );
+  }
+  return { files, weights };
+}
+
+/**
+ * The file list huggingface_hub >= 2 keeps per commit in <repo>/trees/<commit>.json
+ * (_tree_cache.py, format_version 1), when there is a readable one. Read, never written: Python
+ * takes that file as the whole tree, and ours would lack the xet hashes it records.
+ */
+export async function readTreeCache(repoRoot: string, commit: string): Promise<Listing | undefined> {
+  const path = join(repoRoot, "trees", `${commit}.json`);
+  try {
+    if ((await stat(path)).size > MAX_LISTING_BYTES) return undefined;
+    const data = JSON.parse(await readFile(path, "utf8")) as { format_version?: unknown; files?: unknown };
+    if (data.format_version !== 1 || typeof data.files !== "object" || data.files === null) return undefined;
+    const files = new Map<string, ListedFile>();
+    for (const [name, info] of Object.entries(data.files as Record<string, Record<string, unknown>>)) {
+      if (!isPlainFileName(name) || typeof info !== "object" || info === null) continue;
+      const lfs = typeof info.lfs_sha256 === "string" ? { sha256: info.lfs_sha256, size: info.lfs_size } : undefined;
+      files.set(name, { size: info.size, blobId: info.blob_id, lfs });
+    }
+    return { commit, files };
+  } catch {
+    return undefined; // absent or unreadable: judge the snapshot without it
+  }
+}

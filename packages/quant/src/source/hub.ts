@@ -1,11 +1,9 @@
 import { mkdir, stat, statfs } from "node:fs/promises";
 import { join } from "node:path";
 import { InputError, OutputError, PajamasError } from "@llama-pajamas/artifact";
-import { compareCodePoints } from "../formats/safetensors.js";
 import {
   blobPath,
   cachedSnapshots,
-  CONVERSION_FILES,
   exists,
   INDEX_FILE,
   indexShards,
@@ -21,7 +19,7 @@ import {
 import { type BlobTask, downloadBlob, type DownloadContext } from "./hub-download.js";
 import { interruptedError, TransientHubError } from "./hub-http.js";
 import type { HubModelId } from "./hub-id.js";
-import { blobTask, fetchListing, type Listing } from "./hub-listing.js";
+import { blobTask, conversionPlan, fetchListing, type Listing, readTreeCache } from "./hub-listing.js";
 import { type HubSettings, hubSettingsFromEnv } from "./hub-settings.js";
 
 /** Files fetched at once: huggingface_hub snapshot_download's max_workers. */
@@ -125,31 +123,9 @@ export async function resolveHubModel(id: HubModelId, opts: HubOptions = {}): Pr
     return { ...id, ...cached, cacheDir: settings.cacheDir, source: "cache", downloadedFiles: [], downloadedBytes: 0 };
   }
 
-  const names = [...listing.files.keys()];
-  if (!listing.files.has("config.json")) {
-    throw new InputError(
-      `${id.repo}@${id.revision} has no config.json, so it is not a transformers checkpoint ` +
-        `(its top-level files: ${names.slice(0, 8).join(", ") || "none"}${names.length > 8 ? ", ..." : ""})`,
-      { code: "E_NOT_A_MODEL" },
-    );
-  }
-  let weights: string[] | undefined; // with an index, the index says which shards
-  if (!listing.files.has(INDEX_FILE)) {
-    // openCheckpointTensors' choice without an index: model*.safetensors, else every *.safetensors.
-    const all = names.filter((n) => n.endsWith(".safetensors")).sort(compareCodePoints);
-    weights = all.filter((n) => n.startsWith("model"));
-    if (weights.length === 0) weights = all;
-    if (weights.length === 0) {
-      const other = names.filter((n) => /\.(bin|pt|pth|gguf|ckpt|h5|msgpack)$/.test(n));
-      throw new InputError(
-        `${id.repo}@${id.revision} has no *.safetensors weights` +
-          (other.length > 0 ? ` (it has ${other.slice(0, 6).join(", ")}; only safetensors checkpoints are supported)` : ""),
-        { code: "E_NOT_A_MODEL" },
-      );
-    }
-  }
+  const plan = conversionPlan(listing, `${id.repo}@${id.revision}`);
   try {
-    return await fetchSnapshot({ id, settings, rc, listing, opts, emit }, weights);
+    return await fetchSnapshot({ id, settings, rc, listing, opts, emit }, plan);
   } catch (e) {
     throw asCacheError(e, settings.cacheDir);
   }
@@ -165,13 +141,13 @@ interface FetchContext {
 }
 
 /** Everything after the file list: the cache's refs, the index, then all files in parallel. */
-async function fetchSnapshot(c: FetchContext, knownWeights: string[] | undefined): Promise<HubSnapshot> {
+async function fetchSnapshot(c: FetchContext, plan: { files: string[]; weights: string[] | undefined }): Promise<HubSnapshot> {
   const { id, settings, rc, listing, emit } = c;
   const commit = listing.commit;
   const dir = snapshotDir(rc, commit);
   await prepareCache(rc, id, commit);
   const run = new Materializer({ ...c, commit });
-  let weights = knownWeights;
+  let weights = plan.weights;
   if (weights === undefined) {
     // The index says which shards to fetch (a repo may also hold consolidated.safetensors ...).
     await run.fetch([INDEX_FILE], { silent: true });
@@ -185,7 +161,7 @@ async function fetchSnapshot(c: FetchContext, knownWeights: string[] | undefined
       );
     }
   }
-  const wanted = [...CONVERSION_FILES.filter((f) => listing.files.has(f)), ...weights];
+  const wanted = [...plan.files, ...weights];
   await run.fetch(wanted, { silent: false });
   emit({
     type: "done",
@@ -253,7 +229,18 @@ async function fromCache(rc: RepoCache, id: HubModelId): Promise<{ commit: strin
     };
   }
   const dir = snapshotDir(rc, commit);
-  const gaps = await snapshotGaps(dir);
+  // With the file list huggingface_hub saved for this commit, exactly what a conversion needs;
+  // without it, the snapshot is judged by what it holds.
+  const tree = await readTreeCache(rc.root, commit);
+  let gaps: string[];
+  if (tree) {
+    const plan = conversionPlan(tree, `${id.repo}@${id.revision}`);
+    const weights = plan.weights ?? (await indexShards(join(dir, INDEX_FILE))) ?? [];
+    gaps = [];
+    for (const f of [...plan.files, ...weights]) if (!(await exists(join(dir, f)))) gaps.push(f);
+  } else {
+    gaps = await snapshotGaps(dir);
+  }
   if (gaps.length > 0) {
     return { problem: `the cached snapshot ${commit.slice(0, 12)} of ${id.repo}@${id.revision} (${dir}) lacks ${gaps.join(", ")}` };
   }
