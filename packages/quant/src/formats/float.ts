@@ -127,3 +127,50 @@ export function bf16ToF32(src: Uint16Array, out: Float32Array = new Float32Array
   for (let i = 0; i < n; i++) bits[i] = (src[i] as number) << 16;
   return out;
 }
+
+/**
+ * Rounds F32 values through F16 in place: the same bits as f16ToF32(f32ToF16(data)), without
+ * the two temporary arrays (the pipeline's intermediate type F16).
+ */
+export function roundThroughF16(data: Float32Array): Float32Array {
+  const table = f16ToF32Table();
+  const bits = bitsOf(data);
+  const n = bits.length;
+  for (let i = 0; i < n; i++) {
+    const f = bits[i] as number;
+    const fExp = f & 0x7f800000;
+    let h: number;
+    if (fExp > 0x38000000 && fExp < 0x47800000) {
+      let fSig = f & 0x007fffff;
+      if ((fSig & 0x3fff) !== 0x1000) fSig += 0x1000;
+      h = ((f >>> 16) & 0x8000) + (((fExp - 0x38000000) >>> 13) + (fSig >>> 13));
+    } else {
+      h = f32BitsToF16Bits(f);
+    }
+    bits[i] = table[h] as number;
+  }
+  return data;
+}
+
+/**
+ * Rounds F32 values through BF16 in place: the same bits as bf16ToF32(f32ToBF16(data)).
+ * `exactBF16` says every value is already a BF16 (widened from BF16 data): rounding then only
+ * makes signalling NaNs quiet, which one cheap pass does.
+ */
+export function roundThroughBF16(data: Float32Array, exactBF16 = false): Float32Array {
+  const bits = bitsOf(data);
+  const n = bits.length;
+  if (exactBF16) {
+    for (let i = 0; i < n; i++) {
+      const f = bits[i] as number;
+      if ((f & 0x7fffffff) > 0x7f800000) bits[i] = f | 0x00400000;
+    }
+    return data;
+  }
+  for (let i = 0; i < n; i++) {
+    let f = bits[i] as number;
+    if ((f & 0x7fffffff) > 0x7f800000) f = ((f & 0xffff0000) | 0x00400000) >>> 0;
+    bits[i] = ((f + 0x7fff + ((f >>> 16) & 1)) >>> 16) << 16;
+  }
+  return data;
+}

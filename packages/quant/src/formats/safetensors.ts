@@ -53,10 +53,10 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
-/** Reads exactly `length` bytes at `position`, looping over short reads. */
-async function readExactly(fh: FileHandle, path: string, position: number, length: number): Promise<Buffer> {
+/** Reads exactly `length` bytes at `position` (into `into` when given), looping over short reads. */
+async function readExactly<T extends Uint8Array = Buffer>(fh: FileHandle, path: string, position: number, length: number, into?: T): Promise<T> {
   // allocUnsafeSlow: an own ArrayBuffer at offset 0, so 2- and 4-byte views need no copy.
-  const buf = Buffer.allocUnsafeSlow(length);
+  const buf = into ?? (Buffer.allocUnsafeSlow(length) as Uint8Array as T);
   let done = 0;
   while (done < length) {
     const { bytesRead } = await fh.read(buf, done, length - done, position + done);
@@ -329,6 +329,19 @@ export async function readTensorBytes(t: SafetensorsTensor, range: ByteRange = {
     throw new RangeError(`byte range [${offset}, +${length}) is outside tensor "${t.name}" of ${total} bytes`);
   }
   return withHandle(t.file, (fh) => readExactly(fh, t.file, t.start + offset, length));
+}
+
+/**
+ * Like readTensorBytes, into `into` (whose length is the byte count): the pipeline reads
+ * straight into shared memory that its quantize workers see without a copy.
+ */
+export async function readTensorBytesInto<T extends Uint8Array>(t: SafetensorsTensor, offsetBytes: number, into: T): Promise<T> {
+  const total = t.end - t.start;
+  const length = into.byteLength;
+  if (!Number.isSafeInteger(offsetBytes) || offsetBytes < 0 || offsetBytes + length > total) {
+    throw new RangeError(`byte range [${offsetBytes}, +${length}) is outside tensor "${t.name}" of ${total} bytes`);
+  }
+  return withHandle(t.file, (fh) => readExactly(fh, t.file, t.start + offsetBytes, length, into));
 }
 
 /** Range of a tensor in elements (flat, row-major); default the whole tensor. */

@@ -4,9 +4,10 @@
 // and, like here, never lets a chunk cross an expert boundary (each expert has its own slice of
 // the importance matrix).
 //
-// Data movement: a chunk's input floats are copied once into their own ArrayBuffer, which is
-// transferred to the worker (no structured-clone copy); a SharedArrayBuffer input is passed as
-// views, with no copy at all. Each worker transfers its output back.
+// Data movement: a SharedArrayBuffer input is passed to the workers as views, with no copy at
+// all; any other input is copied once per chunk into an ArrayBuffer of its own, which is
+// transferred (no structured-clone copy). Each worker transfers its output back. Inputs may be
+// the checkpoint's raw F16/BF16 bytes: widening and rounding run in the workers (rows.ts).
 
 import { availableParallelism } from "node:os";
 import { existsSync } from "node:fs";
@@ -15,6 +16,7 @@ import { Worker } from "node:worker_threads";
 import { ConversionError, InputError, UsageError } from "@llama-pajamas/artifact";
 import type { GGMLType } from "../formats/gguf-types.js";
 import { quantizeRows } from "./native.js";
+import { encodeRows, type RowsRequest, SOURCE_DTYPE_BYTES } from "./rows.js";
 import type { ChunkReply, ChunkRequest } from "./worker.js";
 
 /** Fewest floats per chunk: llama-quant.cpp's min_chunk_size (32 * 512). */
@@ -35,6 +37,12 @@ export interface QuantizeJob {
   imatrix?: Float32Array;
 }
 
+/**
+ * Rows of source bytes to encode (rows.ts RowsRequest), with QuantizeJob's importance vector:
+ * nPerRow values, or nPerRow per expert.
+ */
+export type EncodeJob = RowsRequest;
+
 export interface QuantizePoolOptions {
   /** Worker threads; default os.availableParallelism(). 1 quantizes on the calling thread. */
   threads?: number;
@@ -49,13 +57,13 @@ interface Chunk {
 }
 
 /** Splits rows into chunks that do not cross expert boundaries; checks the job first. */
-function planChunks(job: QuantizeJob, maxRowsPerChunk: number): Chunk[] {
-  const { nRows, nPerRow, data, imatrix } = job;
+function planChunks(job: { nRows: number; nPerRow: number; values: number; imatrix?: Float32Array }, maxRowsPerChunk: number): Chunk[] {
+  const { nRows, nPerRow, values, imatrix } = job;
   if (!Number.isSafeInteger(nRows) || !Number.isSafeInteger(nPerRow) || nRows < 0 || nPerRow <= 0) {
     throw new UsageError(`bad quantize job: ${nRows} rows of ${nPerRow}`);
   }
-  if (data.length !== nRows * nPerRow) {
-    throw new UsageError(`quantize job has ${data.length} floats for ${nRows} rows of ${nPerRow}`);
+  if (values !== nRows * nPerRow) {
+    throw new UsageError(`quantize job has ${values} floats for ${nRows} rows of ${nPerRow}`);
   }
   let nExpert = 1;
   if (imatrix !== undefined) {
@@ -81,7 +89,7 @@ function planChunks(job: QuantizeJob, maxRowsPerChunk: number): Chunk[] {
 
 /** Quantizes on the calling thread (the pool's path when threads = 1). */
 export function quantizeSync(job: QuantizeJob): Uint8Array {
-  const chunks = planChunks(job, Number.MAX_SAFE_INTEGER);
+  const chunks = planChunks({ ...job, values: job.data.length }, Number.MAX_SAFE_INTEGER);
   if (chunks.length === 1) return quantizeRows(job.type, job.data, job.nRows, job.nPerRow, chunks[0]!.imatrix);
   const parts = chunks.map((c) =>
     quantizeRows(job.type, job.data.subarray(c.firstRow * job.nPerRow, (c.firstRow + c.nRows) * job.nPerRow), c.nRows, job.nPerRow, c.imatrix),
@@ -145,20 +153,49 @@ export class QuantizePool {
   async quantize(job: QuantizeJob): Promise<Uint8Array> {
     if (this.closed) throw new UsageError("QuantizePool is closed");
     if (this.mode === "inline") return quantizeSync(job);
-    const rowsFor = Math.max(Math.ceil(MIN_CHUNK_ELEMENTS / job.nPerRow), Math.ceil(job.nRows / (this.size * CHUNKS_PER_WORKER)));
-    const chunks = planChunks(job, rowsFor);
-    const shared = job.data.buffer instanceof SharedArrayBuffer;
-    const parts = await Promise.all(
-      chunks.map((c) => {
-        const from = c.firstRow * job.nPerRow;
-        const to = from + c.nRows * job.nPerRow;
-        const src = shared ? job.data.subarray(from, to) : job.data.slice(from, to);
-        const imatrix = c.imatrix?.slice(); // small; its own buffer so it can be transferred
-        const transfer = [src.buffer, imatrix?.buffer].filter((b): b is ArrayBuffer => b instanceof ArrayBuffer);
-        return this.submit({ id: this.nextId++, type: job.type, src, nRows: c.nRows, nPerRow: job.nPerRow, imatrix }, transfer);
-      }),
-    );
+    const { data, ...rest } = job;
+    const src = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    const parts = await Promise.all(this.encode({ ...rest, src, dtype: "F32" }));
     return parts.length === 1 ? parts[0]! : concat(parts);
+  }
+
+  /**
+   * Encodes rows of source bytes (widened, rounded and quantized or converted in the workers);
+   * returns one promise per chunk, in row order, so the caller can write each part as it comes.
+   * Chunks queue behind earlier jobs' chunks: a caller may keep several jobs in flight.
+   */
+  encode(job: EncodeJob): Promise<Uint8Array>[] {
+    if (this.closed) return [Promise.reject(new UsageError("QuantizePool is closed"))];
+    const itemBytes = SOURCE_DTYPE_BYTES[job.dtype];
+    if (itemBytes === undefined) return [Promise.reject(new UsageError(`unsupported source dtype ${String(job.dtype)}; expected F32, F16 or BF16`))];
+    const rowBytes = job.nPerRow * itemBytes;
+    let chunks: Chunk[];
+    try {
+      const rowsFor = this.mode === "inline"
+        ? Number.MAX_SAFE_INTEGER
+        : Math.max(Math.ceil(MIN_CHUNK_ELEMENTS / job.nPerRow), Math.ceil(job.nRows / (this.size * CHUNKS_PER_WORKER)));
+      chunks = planChunks({ ...job, values: job.src.byteLength / itemBytes }, rowsFor);
+    } catch (e) {
+      return [Promise.reject(e)];
+    }
+    if (chunks.length === 0) return [Promise.resolve(new Uint8Array(0))];
+    const shared = job.src.buffer instanceof SharedArrayBuffer;
+    return chunks.map((c) => {
+      const from = c.firstRow * rowBytes;
+      const to = from + c.nRows * rowBytes;
+      const req = { ...job, src: job.src.subarray(from, to), nRows: c.nRows, imatrix: c.imatrix };
+      if (this.mode === "inline") {
+        try {
+          return Promise.resolve(encodeRows(req));
+        } catch (e) {
+          return Promise.reject(e);
+        }
+      }
+      if (!shared) req.src = req.src.slice(); // its own buffer, to transfer
+      const imatrix = c.imatrix?.slice(); // small; its own buffer so it can be transferred
+      const transfer = [req.src.buffer, imatrix?.buffer].filter((b): b is ArrayBuffer => b instanceof ArrayBuffer);
+      return this.submit({ ...req, id: this.nextId++, imatrix }, transfer);
+    });
   }
 
   /** Ends the workers; pending jobs are rejected. */

@@ -1,17 +1,13 @@
-// worker_threads entry of QuantizePool (pool.ts): quantizes one chunk of rows per message with
-// its own copy of the native bindings and transfers the bytes back.
+// worker_threads entry of QuantizePool (pool.ts): encodes one chunk of rows per message
+// (rows.ts: widen, round through the intermediate type, quantize or convert) with its own copy
+// of the native bindings, and transfers the bytes back.
 
 import { parentPort } from "node:worker_threads";
-import { quantizeRows } from "./native.js";
+import { encodeRows, type RowsRequest } from "./rows.js";
 
-/** pool.ts -> worker. `src` and `imatrix` arrive transferred (or as views of shared memory). */
-export interface ChunkRequest {
+/** pool.ts -> worker. `src` and `imatrix` arrive transferred, or as views of shared memory. */
+export interface ChunkRequest extends RowsRequest {
   id: number;
-  type: number;
-  src: Float32Array;
-  nRows: number;
-  nPerRow: number;
-  imatrix?: Float32Array;
 }
 
 /** worker -> pool.ts. */
@@ -21,10 +17,14 @@ export type ChunkReply =
 
 if (parentPort) {
   const port = parentPort;
+  // The widened values of one chunk; reused, so a chunk allocates only its output.
+  let scratch = new Float32Array(0);
   port.on("message", (req: ChunkRequest) => {
     let reply: ChunkReply;
     try {
-      const bytes = quantizeRows(req.type, req.src, req.nRows, req.nPerRow, req.imatrix);
+      const n = req.nRows * req.nPerRow;
+      if (scratch.length < n) scratch = new Float32Array(n);
+      const bytes = encodeRows(req, scratch);
       reply = { id: req.id, ok: true, bytes };
       port.postMessage(reply, [bytes.buffer as ArrayBuffer]);
     } catch (e) {
