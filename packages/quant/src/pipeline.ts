@@ -1,5 +1,4 @@
-import { createHash } from "node:crypto";
-import { createReadStream, existsSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { mkdir, rename, rm, stat, writeFile, readdir } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import {
@@ -24,6 +23,10 @@ import { openCheckpointTensors, type SafetensorsTensor } from "./formats/safeten
 import { converterTensorType } from "./float-policy.js";
 import { generalMetadata } from "./general-metadata.js";
 import { imatrixMetadata, readImatrix } from "./quantize/imatrix.js";
+// calibrate / validate (issue 6): steps around the one pass, see calibration/convert-steps.ts.
+import type { CalibrateOptions } from "./calibration/calibrate.js";
+import { type ConvertCalibrationResult, type ConvertValidateOptions, convertWithSteps } from "./calibration/convert-steps.js";
+import type { ValidationReport } from "./validation/validate.js";
 import { parseMethod, type QuantMethod } from "./quantize/methods.js";
 import { QuantizePool } from "./quantize/pool.js";
 import { chooseTensorTypes } from "./quantize/recipes.js";
@@ -47,6 +50,12 @@ export interface QuantConfig {
   precisions: string[];
   /** llama.cpp importance matrix (GGUF or legacy .dat), required by IQ2/IQ3 types. */
   imatrixPath?: string;
+  /** The imatrix name written to quantize.imatrix.file and metadata.json (default: imatrixPath as given). */
+  imatrixLabel?: string;
+  /** Compute the importance matrix first, with the engine on an F16 GGUF of the model (calibration/). */
+  calibrate?: CalibrateOptions;
+  /** Validate the artifact once written (validation/): perplexity and KLD of its first quantized GGUF vs F16. */
+  validate?: boolean | ConvertValidateOptions;
   /**
    * The float type quantized tensors pass through first. Quantizing gives the bytes
    * llama_model_quantize gives when run on our GGUF of this type. "auto" takes the
@@ -98,6 +107,10 @@ export interface ConvertResult {
   sourceBytes: number;
   architecture: { type: string; ggufArch: string; family: string; paramsTotal: number; paramsNonEmbedding: number };
   seconds: number;
+  /** With calibrate: the importance matrix computed (kept as imatrix.gguf in the artifact). */
+  calibration?: ConvertCalibrationResult;
+  /** With validate: the figures also written to the manifest's validation block. */
+  validation?: ValidationReport;
 }
 
 interface OutputPlan {
@@ -116,6 +129,11 @@ const FLOAT_TYPES: Record<string, GGMLType> = { F32: GGMLType.F32, F16: GGMLType
  * the output directory only when everything is complete.
  */
 export async function convert(opts: ConvertOptions): Promise<ConvertResult> {
+  if (opts.calibrate || opts.validate) return convertWithSteps(opts, convertOnce);
+  return convertOnce(opts);
+}
+
+async function convertOnce(opts: ConvertOptions): Promise<ConvertResult> {
   const started = Date.now();
   const formats = parseFormats(opts.formats ?? ["gguf"]);
   if (opts.precisions.length === 0 && !formats.includes("mlx")) throw new UsageError("no precision given; pass --precision, e.g. q4_k_m,q8_0");
@@ -181,7 +199,7 @@ export async function convert(opts: ConvertOptions): Promise<ConvertResult> {
         { key: "general.quantization_version", type: GGUFValueType.UINT32, value: 2 },
         ...tokenizerKV,
       ];
-      if (imatrix && method.usesImatrix) kv.push(...imatrixMetadata(opts.imatrixPath!, imatrix));
+      if (imatrix && method.usesImatrix) kv.push(...imatrixMetadata(opts.imatrixLabel ?? opts.imatrixPath!, imatrix));
       for (const e of kv) writer.addKV(e);
       const tensorTypes: Record<string, number> = {};
       plans.forEach((p, i) => {
@@ -224,7 +242,7 @@ export async function convert(opts: ConvertOptions): Promise<ConvertResult> {
         method: out.method.name,
         path: join(outputDir, "gguf", basename(out.path)),
         sizeBytes,
-        sha256: await sha256File(out.path),
+        sha256: out.writer.sha256!, // hashed while writing
         compressionRatio: ckpt.weightBytes / sizeBytes,
         tensorTypes: out.tensorTypes,
       });
@@ -429,12 +447,6 @@ function errnoCode(e: unknown): string | undefined {
   return undefined;
 }
 
-async function sha256File(path: string): Promise<string> {
-  const h = createHash("sha256");
-  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 22 })) h.update(chunk as Buffer);
-  return h.digest("hex");
-}
-
 function buildManifest(opts: {
   ckpt: LocalCheckpoint;
   arch: Architecture;
@@ -488,7 +500,7 @@ function ggufMetadata(files: ConvertedFile[], outputs: OutputPlan[], opts: Quant
         sha256: f.sha256,
         tensor_types: f.tensorTypes,
       };
-      if (opts.imatrixPath && outputs[i]!.method.usesImatrix) m.imatrix = basename(opts.imatrixPath);
+      if (opts.imatrixPath && outputs[i]!.method.usesImatrix) m.imatrix = basename(opts.imatrixLabel ?? opts.imatrixPath);
       return m;
     }),
   };

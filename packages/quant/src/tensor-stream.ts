@@ -3,6 +3,7 @@
 //
 //   main thread:  read piece -> hand its rows to the pool -> ... -> write the oldest piece's parts
 //   workers:      widen (BF16/F16 -> F32), round through the intermediate type, quantize/convert
+//                 (Q4_K through the SIMD kernel in quantize/q4k-kernel.ts, the rest through ggml)
 //
 // The main thread only reads and writes. Pieces are read straight into shared memory the workers
 // see without a copy, and several pieces stay in flight (IN_FLIGHT_ELEMENTS), so the workers
@@ -10,6 +11,7 @@
 // byte: ggml quantizes each row on its own, and a piece never crosses an expert's rows (each
 // expert has its own slice of the importance matrix, as in llama-quant.cpp).
 
+import { endianness } from "node:os";
 import { OutputError } from "@llama-pajamas/artifact";
 import { stackTensors } from "./architectures/transforms.js";
 import type { TensorPlan } from "./architectures/types.js";
@@ -19,7 +21,6 @@ import { readTensorBytesInto, readTensorF32, type SafetensorsTensor } from "./fo
 import { imatrixForTensor } from "./quantize/imatrix.js";
 import type { QuantizePool } from "./quantize/pool.js";
 import { SOURCE_DTYPE_BYTES, type SourceDtype, type ViaType } from "./quantize/rows.js";
-import { endianness } from "node:os";
 
 /** Source bytes per piece when a tensor is streamed in row chunks (2^24 BF16 values). */
 const PIECE_BYTES = 32 << 20;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { bf16ToF32, f16ToF32, f32BitsToF16Bits, f32ToBF16, f32ToF16 } from "../src/formats/float.js";
+import { bf16ToF32, f16ToF32, f32BitsToF16Bits, f32ToBF16, f32ToF16, roundThroughBF16, roundThroughF16 } from "../src/formats/float.js";
 
 const fromBits = (bits: number[]): Float32Array => new Float32Array(Uint32Array.from(bits).buffer);
 const bitsOf = (f: Float32Array): number[] => Array.from(new Uint32Array(f.buffer, f.byteOffset, f.length));
@@ -104,5 +104,28 @@ describe("widening", () => {
     expect(hex(bitsOf(f))).toEqual(["0x3f800000", "0xff800000", "0x7fc10000", "0x10000", "0xc0490000"]);
     expect(f[0]).toBe(1);
     expect(f[4]).toBe(-3.140625);
+  });
+});
+
+describe("rounding through F16/BF16 in place", () => {
+  // Every edge case above, every half and every bf16 widened, and a spread of random bit patterns.
+  const inputs = (): Float32Array => {
+    let s = 12345;
+    const random = Array.from({ length: 1 << 16 }, () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0));
+    const halves = Array.from(bitsOf(f16ToF32(Uint16Array.from({ length: 65536 }, (_, i) => i))));
+    const bf16s = Array.from({ length: 65536 }, (_, i) => (i << 16) >>> 0);
+    return fromBits([...F16_CASES.map((c) => c[0]), ...BF16_CASES.map((c) => c[0]), ...halves, ...bf16s, ...random]);
+  };
+
+  it("roundThroughF16 gives the bits of f16ToF32(f32ToF16(x))", () => {
+    const x = inputs();
+    expect(bitsOf(roundThroughF16(x.slice()))).toEqual(bitsOf(f16ToF32(f32ToF16(x))));
+  });
+
+  it("roundThroughBF16 gives the bits of bf16ToF32(f32ToBF16(x)), also on its exact-BF16 path", () => {
+    const x = inputs();
+    expect(bitsOf(roundThroughBF16(x.slice()))).toEqual(bitsOf(bf16ToF32(f32ToBF16(x))));
+    const widened = bf16ToF32(Uint16Array.from({ length: 65536 }, (_, i) => i));
+    expect(bitsOf(roundThroughBF16(widened.slice(), true))).toEqual(bitsOf(bf16ToF32(f32ToBF16(widened))));
   });
 });

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { build } from "esbuild";
 import { UsageError } from "@llama-pajamas/artifact";
+import { bf16ToF32, f16ToF32, f32ToBF16, f32ToF16 } from "../src/formats/float.js";
 import { GGMLType } from "../src/formats/gguf-types.js";
 import { quantizeRows } from "../src/quantize/native.js";
 import { QuantizePool, quantizeSync } from "../src/quantize/pool.js";
@@ -102,6 +103,52 @@ describe("QuantizePool", () => {
       /does not fit/,
     );
     expect(await pool.quantize({ type: GGMLType.Q4_0, data, nRows: 4, nPerRow: 256 })).toHaveLength(4 * 144);
+  });
+
+  it("encodes raw BF16/F16/F32 rows: widened, rounded and quantized in the workers", async () => {
+    const nRows = 96, nPerRow = 512;
+    const values = weights(nRows * nPerRow, 11);
+    values[7] = NaN; // an F32/F16/BF16 output carries it through; the quantized types are checked without it
+    const clean = weights(nRows * nPerRow, 11);
+    const bytesOf = (a: ArrayBufferView) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+    const sources = {
+      BF16: (v: Float32Array) => bytesOf(f32ToBF16(v)),
+      F16: (v: Float32Array) => bytesOf(f32ToF16(v)),
+      F32: (v: Float32Array) => bytesOf(v),
+    };
+    const widen = { BF16: (b: Uint8Array) => bf16ToF32(new Uint16Array(b.slice().buffer)), F16: (b: Uint8Array) => f16ToF32(new Uint16Array(b.slice().buffer)), F32: (b: Uint8Array) => new Float32Array(b.slice().buffer) };
+    const round = { [GGMLType.F32]: (v: Float32Array) => v, [GGMLType.F16]: (v: Float32Array) => f16ToF32(f32ToF16(v)), [GGMLType.BF16]: (v: Float32Array) => bf16ToF32(f32ToBF16(v)) };
+    for (const dtype of ["BF16", "F16", "F32"] as const) {
+      for (const shared of [true, false]) {
+        const raw = (v: Float32Array) => {
+          const b = sources[dtype](v);
+          if (!shared) return b;
+          const s = new Uint8Array(new SharedArrayBuffer(b.byteLength));
+          s.set(b);
+          return s;
+        };
+        for (const via of [GGMLType.F32, GGMLType.F16, GGMLType.BF16] as const) {
+          const src = raw(clean);
+          const want = quantizeRows(GGMLType.Q4_K, round[via](widen[dtype](src)), nRows, nPerRow);
+          const parts = await Promise.all(pool.encode({ type: GGMLType.Q4_K, src, dtype, nRows, nPerRow, via, floats: "converter" }));
+          expect(parts.length, "several chunks").toBeGreaterThan(1);
+          expect(Buffer.concat(parts).equals(Buffer.from(want)), `${dtype} via ${via} shared ${shared}`).toBe(true);
+          const f32 = await Promise.all(pool.encode({ type: GGMLType.F32, src: raw(values), dtype, nRows, nPerRow, via, floats: "converter" }));
+          expect(Buffer.concat(f32).equals(Buffer.from(bytesOf(round[via](widen[dtype](raw(values))))))).toBe(true);
+        }
+        const src = raw(values);
+        const f16 = await Promise.all(pool.encode({ type: GGMLType.F16, src, dtype, nRows, nPerRow, floats: "converter" }));
+        expect(Buffer.concat(f16).equals(Buffer.from(bytesOf(f32ToF16(widen[dtype](src)))))).toBe(true);
+        const bf16 = await Promise.all(pool.encode({ type: GGMLType.BF16, src, dtype, nRows, nPerRow, floats: "converter" }));
+        expect(Buffer.concat(bf16).equals(Buffer.from(bytesOf(f32ToBF16(widen[dtype](src)))))).toBe(true);
+      }
+    }
+    // Inline (threads = 1) gives the same parts' bytes.
+    const inline = new QuantizePool({ threads: 1 });
+    const src = sources.BF16(clean);
+    const a = Buffer.concat(await Promise.all(inline.encode({ type: GGMLType.Q6_K, src, dtype: "BF16", nRows, nPerRow, via: GGMLType.F16 })));
+    const b = Buffer.concat(await Promise.all(pool.encode({ type: GGMLType.Q6_K, src, dtype: "BF16", nRows, nPerRow, via: GGMLType.F16 })));
+    expect(a.equals(b)).toBe(true);
   });
 
   it("rejects after close", async () => {

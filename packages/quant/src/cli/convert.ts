@@ -2,6 +2,7 @@ import { UsageError } from "@llama-pajamas/artifact";
 import { convert } from "../pipeline.js";
 import { type OutputFormat, parseFormats } from "../mlx/index.js";
 import { type Command, optionalInt, requireString } from "./args.js";
+import { CONVERT_STEP_OPTIONS, CONVERT_STEP_USAGE, convertStepOptions, convertStepSummary } from "./validate.js";
 import { downloadProgress } from "./download-progress.js";
 import { formatBytes, tensorProgress } from "./progress.js";
 
@@ -31,6 +32,7 @@ Optional:
                        bytes equal llama-quantize run on a GGUF of that type (default auto: the
                        checkpoint's own dtype)
   --threads N          quantization threads (default: all cores)
+${CONVERT_STEP_USAGE}
   --force              replace an existing output directory
   --quiet              no progress output (downloads included)
   --json               print a JSON summary on stdout`;
@@ -51,6 +53,7 @@ export const convertCommand: Command = {
     force: { type: "boolean" },
     quiet: { type: "boolean" },
     json: { type: "boolean" },
+    ...CONVERT_STEP_OPTIONS,
   },
   async run(values) {
     const model = requireString(values, "model", usage);
@@ -76,7 +79,9 @@ export const convertCommand: Command = {
     const onSigint = () => abort.abort();
     process.once("SIGINT", onSigint);
     process.once("SIGTERM", onSigint);
+    const steps = convertStepOptions(values);
     const result = await convert({
+      ...steps,
       signal: abort.signal,
       model,
       output,
@@ -109,6 +114,7 @@ export const convertCommand: Command = {
         `${result.architecture.type} (${result.architecture.family}, ${result.architecture.paramsTotal.toLocaleString("en")} params) ` +
           `converted in ${result.seconds.toFixed(1)}s; manifest: ${result.manifestPath}\n`,
       );
+      process.stdout.write(convertStepSummary(result));
     }
     return 0;
   },

@@ -4,9 +4,10 @@ import { type Command, parse } from "./args.js";
 import { convertCommand } from "./convert.js";
 import { infoCommand } from "./info.js";
 import { listMethodsCommand } from "./list-methods.js";
+import { validateCommand } from "./validate.js";
 import { PIPELINE_VERSION } from "../version.js";
 
-const commands: Command[] = [convertCommand, infoCommand, listMethodsCommand];
+const commands: Command[] = [convertCommand, infoCommand, listMethodsCommand, validateCommand];
 
 const help = `llama-pajamas-quant ${PIPELINE_VERSION}: Hugging Face checkpoints to quantized GGUF artifacts
 

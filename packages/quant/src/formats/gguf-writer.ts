@@ -14,6 +14,7 @@
 // first (in any interleaving, as the converter adds general.* KVs after its tensors), then
 // open(), writeHeader() writes header + KVs + infos once, then each tensor's data in
 // declaration order, then finish(). Only one tensor's data is held at a time.
+import { createHash } from "node:crypto";
 import { open as openFile, unlink, type FileHandle } from "node:fs/promises";
 import { OutputError } from "@llama-pajamas/artifact";
 import { GGML_MAX_DIMS, GGML_MAX_NAME, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUF_VERSION, GGUFValueType, type GGMLType, type GGUFKV } from "./gguf-types.js";
@@ -41,6 +42,9 @@ function stateError(message: string): OutputError {
 
 const alignUp = (n: number, alignment: number): number => Math.ceil(n / alignment) * alignment;
 
+/** Bytes written between background flushes to disk, so that finish()'s fsync has little left. */
+const FLUSH_EVERY_BYTES = 256 << 20;
+
 export class GGUFWriter {
   private readonly kvs = new Map<string, GGUFKV>();
   private readonly tensors: (GGUFTensorInfo & { offset: number })[] = [];
@@ -56,6 +60,12 @@ export class GGUFWriter {
   private inFlight: Promise<unknown> | undefined;
   private zeroPad = Buffer.alloc(0);
   private plannedFileBytes: number | undefined;
+  // Writes are sequential, so the file's SHA-256 is computed as it is written (no second read).
+  private readonly hash = createHash("sha256");
+  private digest: string | undefined;
+  private unflushedBytes = 0;
+  private flushing: Promise<void> | undefined;
+  private flushError: unknown;
 
   /** Data alignment in bytes: 32, or the value of a general.alignment KV. */
   get alignment(): number {
@@ -65,6 +75,11 @@ export class GGUFWriter {
   /** Path given to open(), if any. */
   get path(): string | undefined {
     return this.filePath;
+  }
+
+  /** SHA-256 (hex) of the file's bytes; known once finish() has run. */
+  get sha256(): string | undefined {
+    return this.digest;
   }
 
   /** Bytes the finished file will have; known once writeHeader() has run. */
@@ -225,6 +240,11 @@ export class GGUFWriter {
     }
     await this.guard(async () => {
       const fh = this.fh as FileHandle;
+      await this.flushing;
+      if (this.flushError !== undefined) {
+        const cause = this.flushError as Error;
+        throw new OutputError(`cannot flush ${this.filePath}: ${cause.message}`, { path: this.filePath, cause });
+      }
       try {
         await fh.sync();
         await fh.close();
@@ -233,6 +253,7 @@ export class GGUFWriter {
       }
     });
     this.fh = undefined;
+    this.digest = this.hash.digest("hex");
     this.state = "finished";
   }
 
@@ -242,6 +263,7 @@ export class GGUFWriter {
     const wasOpened = this.state !== "collecting";
     this.state = "aborted";
     await this.inFlight?.catch(() => undefined);
+    await this.flushing;
     await this.fh?.close().catch(() => undefined);
     this.fh = undefined;
     if (wasOpened && this.filePath !== undefined) {
@@ -283,5 +305,15 @@ export class GGUFWriter {
       throw new OutputError(`cannot write ${this.filePath}${hint}: ${e.message}`, { path: this.filePath, cause });
     }
     this.position += data.byteLength;
+    this.hash.update(data);
+    // Start writing dirty pages back while the conversion goes on (one flush at a time).
+    this.unflushedBytes += data.byteLength;
+    if (this.unflushedBytes >= FLUSH_EVERY_BYTES && this.flushing === undefined) {
+      this.unflushedBytes = 0;
+      this.flushing = fh
+        .datasync()
+        .catch((e: unknown) => void (this.flushError ??= e))
+        .finally(() => (this.flushing = undefined));
+    }
   }
 }

@@ -23,6 +23,11 @@ import type { ChunkReply, ChunkRequest } from "./worker.js";
 const MIN_CHUNK_ELEMENTS = 32 * 512;
 /** Chunks per worker and tensor, so that uneven chunks still keep every worker busy. */
 const CHUNKS_PER_WORKER = 4;
+/**
+ * Chunks handed to one worker at a time: with a second one queued in its port, a worker that
+ * finishes starts the next without waiting for this thread (which may be busy reading or writing).
+ */
+const CHUNKS_QUEUED_PER_WORKER = 2;
 
 export interface QuantizeJob {
   type: GGMLType | number;
@@ -135,7 +140,8 @@ export class QuantizePool {
   readonly mode: "workers" | "inline";
   private readonly workerUrl: URL | undefined;
   private readonly workers: Worker[] = [];
-  private readonly idle: Worker[] = [];
+  /** Chunks each live worker holds (running or queued in its port). */
+  private readonly load = new Map<Worker, number>();
   private readonly queue: { req: ChunkRequest; transfer: ArrayBuffer[]; pending: Omit<Pending, "worker"> }[] = [];
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
@@ -206,7 +212,7 @@ export class QuantizePool {
     for (const p of this.pending.values()) p.reject(err);
     this.pending.clear();
     await Promise.all(this.workers.splice(0).map((w) => w.terminate()));
-    this.idle.length = 0;
+    this.load.clear();
   }
 
   private submit(req: ChunkRequest, transfer: ArrayBuffer[]): Promise<Uint8Array> {
@@ -218,14 +224,27 @@ export class QuantizePool {
 
   private pump(): void {
     while (this.queue.length > 0) {
-      let w = this.idle.pop();
-      if (!w && this.workers.length < this.size) w = this.spawn();
+      const w = this.pickWorker();
       if (!w) return;
       const { req, transfer, pending } = this.queue.shift()!;
       this.pending.set(req.id, { ...pending, worker: w });
-      w.ref(); // busy workers keep the process alive until their reply arrives
+      const n = this.load.get(w)!;
+      this.load.set(w, n + 1);
+      if (n === 0) w.ref(); // busy workers keep the process alive until their reply arrives
       w.postMessage(req, transfer);
     }
+  }
+
+  /** An idle worker, else a new one, else the least loaded one with room in its queue. */
+  private pickWorker(): Worker | undefined {
+    let best: Worker | undefined;
+    let bestLoad = CHUNKS_QUEUED_PER_WORKER;
+    for (const [w, n] of this.load) {
+      if (n < bestLoad) [best, bestLoad] = [w, n];
+      if (n === 0) return w;
+    }
+    if (this.workers.length < this.size) return this.spawn();
+    return best;
   }
 
   private spawn(): Worker {
@@ -237,9 +256,10 @@ export class QuantizePool {
         if (reply.ok) p.resolve(reply.bytes);
         else p.reject(rebuildError(reply.error));
       }
-      if (!this.closed) {
-        this.idle.push(w);
-        w.unref(); // an idle pool does not keep the process alive
+      if (!this.closed && this.load.has(w)) {
+        const n = this.load.get(w)! - 1;
+        this.load.set(w, n);
+        if (n === 0) w.unref(); // an idle pool does not keep the process alive
         this.pump();
       }
     });
@@ -247,8 +267,7 @@ export class QuantizePool {
       // a crashed worker fails its chunks; the next job spawns a fresh one
       const i = this.workers.indexOf(w);
       if (i >= 0) this.workers.splice(i, 1);
-      const j = this.idle.indexOf(w);
-      if (j >= 0) this.idle.splice(j, 1);
+      this.load.delete(w);
       for (const [id, p] of this.pending) {
         if (p.worker === w) {
           this.pending.delete(id);
@@ -263,6 +282,7 @@ export class QuantizePool {
       else if (!this.closed) fail(new Error("worker exited"));
     });
     this.workers.push(w);
+    this.load.set(w, 0);
     return w;
   }
 }

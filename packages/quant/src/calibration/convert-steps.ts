@@ -1,0 +1,74 @@
+// The steps `convert --calibrate` and `convert --validate` add around the pipeline's one pass:
+// an importance matrix computed first (calibrate.ts) and used for every GGUF type, then kept
+// in the artifact as imatrix.gguf; and, after the artifact is written, validate() of its first
+// quantized GGUF against the F16 model, which fills the manifest's validation block.
+
+import { copyFile } from "node:fs/promises";
+import { join } from "node:path";
+import { UsageError } from "@llama-pajamas/artifact";
+import { IMATRIX_FILE, calibrateCheckpoint, type Calibration } from "./calibrate.js";
+import type { ConvertOptions, ConvertResult } from "../pipeline.js";
+import { type ValidateOptions, validate } from "../validation/validate.js";
+
+/** What `convert --validate` measures (validate()'s options less the two models). */
+export type ConvertValidateOptions = Omit<ValidateOptions, "original" | "quantized" | "signal" | "hub">;
+
+export interface ConvertCalibrationResult {
+  /** imatrix.gguf inside the artifact. */
+  imatrixPath: string;
+  chunks: number;
+  tokens: number;
+  /** Perplexity of the calibration text under the F16 model. */
+  perplexity: number;
+  unroutedExperts: { tensor: string; experts: number[] }[];
+  seconds: number;
+}
+
+const FLOAT = new Set(["F16", "BF16", "F32"]);
+
+export async function convertWithSteps(
+  opts: ConvertOptions,
+  convertOnce: (o: ConvertOptions) => Promise<ConvertResult>,
+): Promise<ConvertResult> {
+  if (opts.calibrate && opts.imatrixPath) throw new UsageError("--calibrate computes the importance matrix itself; drop --imatrix, or drop --calibrate");
+  const base: ConvertOptions = { ...opts, calibrate: undefined, validate: undefined };
+  const f16Of = async (model: string, output: string) =>
+    (await convertOnce({ model, output, precisions: ["F16"], force: true, signal: opts.signal, hub: opts.hub, modelId: opts.modelId })).files[0]!.path;
+  let cal: Calibration | undefined;
+  try {
+    if (opts.calibrate) {
+      cal = await calibrateCheckpoint({
+        model: opts.model,
+        calibrate: { ...opts.calibrate, threads: opts.calibrate.threads ?? opts.threads },
+        convertF16: f16Of,
+        signal: opts.signal,
+      });
+    }
+    const result = await convertOnce(
+      cal ? { ...base, imatrixPath: cal.imatrixPath, imatrixLabel: IMATRIX_FILE } : base,
+    );
+    if (cal) {
+      const kept = join(result.outputDir, IMATRIX_FILE);
+      await copyFile(cal.imatrixPath, kept);
+      const r = cal.result;
+      result.calibration = { imatrixPath: kept, chunks: r.chunkCount, tokens: r.tokens, perplexity: r.perplexity, unroutedExperts: r.unroutedExperts, seconds: r.seconds };
+    }
+    if (opts.validate) {
+      const v = typeof opts.validate === "object" ? opts.validate : {};
+      // the F16 the imatrix was computed on, else the artifact's own float GGUF, else a fresh F16
+      const original = cal?.f16Path ?? (result.files.some((f) => FLOAT.has(f.method)) ? result.outputDir : opts.model);
+      result.validation = await validate({
+        threads: opts.threads,
+        ...(cal ? { originalLabel: `${opts.model}, F16 GGUF made for calibration` } : {}),
+        ...v,
+        original,
+        quantized: result.outputDir,
+        signal: opts.signal,
+        hub: opts.hub,
+      });
+    }
+    return result;
+  } finally {
+    await cal?.cleanup();
+  }
+}
