@@ -20,3 +20,5 @@ export class Quantizer {
     return convert({ ...this.config, ...opts, output: opts.outputDir });
   }
 }
+export * from "./validation/index.js";
+export * from "./calibration/index.js";

@@ -4,7 +4,7 @@
 // llama_decode together as separate sequences; only positions >= n_ctx / 2 produce logits, and
 // position p's logits score token p + 1, so each window scores n_ctx - 1 - n_ctx / 2 tokens.
 
-import { UsageError } from "@llama-pajamas/artifact";
+import { PajamasError, UsageError } from "@llama-pajamas/artifact";
 import { EngineContext, type EngineModel } from "../quantize/native.js";
 
 /** llama-perplexity's defaults. */
@@ -174,7 +174,7 @@ export async function* runChunks(
   for (let p = 0, i = 0; i < nChunks; p++, i += nSeq) {
     if (opts.signal?.aborted) {
       await pending?.catch(() => undefined);
-      throw new UsageError("evaluation interrupted");
+      throw new PajamasError("E_INTERRUPTED", "evaluation interrupted");
     }
     const s = p % sets.length;
     await (pending ?? decodePass(i, s));

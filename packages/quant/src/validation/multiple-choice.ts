@@ -9,7 +9,7 @@
 
 import { readFile } from "node:fs/promises";
 import { extname } from "node:path";
-import { InputError, UsageError } from "@llama-pajamas/artifact";
+import { InputError, PajamasError, UsageError } from "@llama-pajamas/artifact";
 import { newRowStats, rowStats, tokenNll } from "./log-softmax.js";
 import { EngineContext, EngineModel } from "../quantize/native.js";
 
@@ -196,7 +196,7 @@ export async function multipleChoiceAccuracy(model: string | EngineModel, opts: 
     const stats = newRowStats();
     try {
       for (let qi = 0; qi < items.length; qi++) {
-        if (opts.signal?.aborted) throw new UsageError("evaluation interrupted");
+        if (opts.signal?.aborted) throw new PajamasError("E_INTERRUPTED", "evaluation interrupted");
         const { seqs, prefix } = items[qi]!;
         let scores: number[];
         if (seqs.every((s) => s.length === prefix + 1)) {
