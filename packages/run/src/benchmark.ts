@@ -30,7 +30,10 @@ export interface SpeedStats {
 export interface BenchmarkResult {
   backend: string;
   model: string;
+  /** Threads for pp (prompt batches). */
   threads: number;
+  /** Threads for tg (one-token decodes); see ModelInfo.generationThreads. */
+  generationThreads: number;
   pp: SpeedStats | null;
   tg: SpeedStats | null;
   loadSeconds: number;
@@ -56,9 +59,9 @@ export function meanStddev(values: readonly number[]): { mean: number; stddev: n
 
 /**
  * pp: N prompt tokens evaluated in batches of the context's batch size from an empty cache;
- * tg: N tokens decoded one per llama_decode from an empty cache, as llama-bench's test_prompt
- * and test_gen (llama.cpp tools/llama-bench/llama-bench.cpp). Both start with BOS when the
- * model adds one.
+ * tg: N tokens decoded one per llama_decode from an empty cache, each with its logits, the next
+ * token chosen here (no sampling), as llama-bench's test_prompt and test_gen (llama.cpp
+ * tools/llama-bench/llama-bench.cpp). Both start with BOS when the model adds one.
  */
 export async function runBenchmark(
   model: LoadedModel,
@@ -107,6 +110,7 @@ export async function runBenchmark(
     backend: model.backend,
     model: options.model,
     threads: model.info.threads,
+    generationThreads: model.info.generationThreads,
     pp: ppStats,
     tg: tgStats,
     loadSeconds: options.loadSeconds,

@@ -4,8 +4,21 @@ import { ModelStateError } from "./errors.js";
 
 /** One chat turn, as Hugging Face chat templates read it. */
 export interface ChatMessage {
-  role: "system" | "user" | "assistant" | (string & {});
+  role: "system" | "user" | "assistant" | "tool" | (string & {});
   content: string;
+  /** An assistant turn's function calls (OpenAI's shape; templates that support tools read them). */
+  tool_calls?: ChatToolCall[];
+  /** A tool turn: the call it answers. */
+  tool_call_id?: string;
+  /** A tool turn: the function's name. */
+  name?: string;
+}
+
+export interface ChatToolCall {
+  id?: string;
+  type: "function";
+  /** `arguments` as an object: templates write it with `tojson` (a JSON string is kept as is). */
+  function: { name: string; arguments: string | Record<string, unknown> };
 }
 
 export interface RenderedChat {
@@ -43,7 +56,13 @@ export function renderChat(
   const { bosToken, eosToken, addBos } = model.info;
   const text = model.renderTemplate(template, {
     ...options.kwargs,
-    messages: messages.map((m) => ({ role: m.role, content: m.content })),
+    messages: messages.map((m) => ({
+      role: m.role,
+      content: m.content,
+      ...(m.tool_calls !== undefined ? { tool_calls: m.tool_calls } : {}),
+      ...(m.tool_call_id !== undefined ? { tool_call_id: m.tool_call_id } : {}),
+      ...(m.name !== undefined ? { name: m.name } : {}),
+    })),
     add_generation_prompt: true,
     bos_token: bosToken?.text ?? "",
     eos_token: eosToken?.text ?? "",

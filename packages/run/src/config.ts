@@ -1,4 +1,5 @@
 import { UsageError } from "@llama-pajamas/artifact";
+import type { GrammarSpec } from "./backends/types.js";
 
 /** Backends a caller may ask for; `auto` picks the best one available. */
 export const BACKEND_NAMES = ["auto", "cpu", "cuda", "vulkan", "metal", "mlx"] as const;
@@ -20,7 +21,11 @@ export interface RuntimeOptions {
   flashAttention?: "auto" | boolean;
   /** Layers offloaded to the GPU: a count, "max" or "auto" (default; 0 on cpu). */
   gpuLayers?: number | "max" | "auto";
-  /** Compute threads; default: the CPU's math cores, as llama.cpp's `cpu_get_num_math()`. */
+  /**
+   * Compute threads for prompts and generation. Default: the CPU's math cores, as llama.cpp's
+   * `cpu_get_num_math()`, for prompt batches; on the cpu backend, generation steps use 1 unless a
+   * short timing at load says all are better (backends/llama-cpp-threads.ts).
+   */
   threads?: number;
   /** Tokens per llama_decode call while reading a prompt (n_batch = n_ubatch); default min(ctxSize, 512). */
   batchSize?: number;
@@ -30,6 +35,11 @@ export interface RuntimeOptions {
   method?: string;
   /** A Jinja chat template that replaces the model's own (tokenizer.chat_template). */
   chatTemplate?: string;
+  /**
+   * Generations that run at once (llama.cpp's --parallel): one context with this many
+   * sequences, each of ctxSize tokens, batched together; more calls wait. Default 1.
+   */
+  parallel?: number;
   /** llama.cpp's log lines (the library itself never prints). */
   onLog?: (level: LogLevel, message: string) => void;
   signal?: AbortSignal;
@@ -55,6 +65,16 @@ export interface InferenceConfig {
   seed?: number;
   /** Strings that end generation; they are not included in the text. */
   stop?: string[];
+  /** Subtracted from the logit of every token seen in the last 64 (prompt and output); default 0 (off). */
+  presencePenalty?: number;
+  /** Subtracted per occurrence in the last 64 tokens; default 0 (off). */
+  frequencyPenalty?: number;
+  /** Only text the grammar allows is generated (see Runtime.jsonSchemaGrammar). */
+  grammar?: GrammarSpec;
+  /** Record each generated token's log-probability and this many likeliest alternatives (0-20) in `result.logprobs`. */
+  logprobs?: number;
+  /** Keep the KV cache of a prefix shared with an earlier call (llama-server's cache_prompt); default: chat yes, generate no. */
+  cachePrompt?: boolean;
   /** Return an async iterable of text pieces instead of a result. */
   stream?: boolean;
   /** Ends generation early with finishReason "abort" and the text so far. */
@@ -76,6 +96,9 @@ export interface ResolvedSampling {
   repeatLastN: number;
   seed: number | undefined;
   stop: string[];
+  /** Present only when set (0 = off). */
+  presencePenalty?: number;
+  frequencyPenalty?: number;
 }
 
 export const DEFAULT_MAX_TOKENS = 256;
@@ -97,6 +120,8 @@ export function resolveSampling(config: InferenceConfig = {}): ResolvedSampling 
   check("minP", config.minP, (n) => n >= 0 && n <= 1, "in [0, 1]");
   check("repeatPenalty", config.repeatPenalty, (n) => n > 0, "> 0");
   check("seed", config.seed, (n) => Number.isInteger(n) && n >= 0, "an integer >= 0");
+  check("presencePenalty", config.presencePenalty, (n) => n >= -2 && n <= 2, "in [-2, 2]");
+  check("frequencyPenalty", config.frequencyPenalty, (n) => n >= -2 && n <= 2, "in [-2, 2]");
   const stop = config.stop ?? [];
   if (!Array.isArray(stop) || stop.some((s) => typeof s !== "string" || s.length === 0)) {
     throw new UsageError(`stop must be an array of non-empty strings, got ${JSON.stringify(config.stop)}`);
@@ -111,6 +136,8 @@ export function resolveSampling(config: InferenceConfig = {}): ResolvedSampling 
     repeatLastN: REPEAT_LAST_N,
     seed: config.seed,
     stop,
+    ...(config.presencePenalty ? { presencePenalty: config.presencePenalty } : {}),
+    ...(config.frequencyPenalty ? { frequencyPenalty: config.frequencyPenalty } : {}),
   };
 }
 

@@ -1,5 +1,5 @@
 import type { ResolvedSampling } from "./config.js";
-import type { LoadedModel } from "./backends/types.js";
+import type { GrammarSpec, LoadedModel, TokenLogprob } from "./backends/types.js";
 
 export type FinishReason = "stop" | "length" | "abort";
 
@@ -18,6 +18,8 @@ export interface GenerationResult {
   generationSeconds: number;
   /** "stop": end-of-generation token or a stop string; "length": maxTokens or the context is full; "abort": the signal fired or the consumer stopped reading. */
   finishReason: FinishReason;
+  /** One entry per generated token, when the config asked for logprobs. */
+  logprobs?: TokenLogprob[];
 }
 
 /** How many tokens may wait for the rest of a UTF-8 character before they are shown anyway. */
@@ -111,6 +113,11 @@ export interface GenerationRequest {
   sampling: ResolvedSampling;
   reusePrefix: boolean;
   signal: AbortSignal | undefined;
+  /** The engine sequence (slot) to run on; default 0. */
+  sequence?: number;
+  grammar?: GrammarSpec;
+  /** Alternatives to record per token; undefined = no logprobs. */
+  logprobs?: number;
 }
 
 /** What a generation has done so far; a result can be built from it at any point. */
@@ -122,6 +129,8 @@ export class GenerationState {
   readonly startMs = performance.now();
   firstTokenMs: number | undefined;
   endMs: number | undefined;
+  /** Filled only when logprobs were asked for. */
+  logprobs: TokenLogprob[] | undefined;
 
   constructor(readonly promptTokens: number) {}
 
@@ -141,6 +150,7 @@ export class GenerationState {
       promptSeconds,
       generationSeconds: decodeSeconds,
       finishReason: this.finishReason ?? "abort",
+      ...(this.logprobs !== undefined ? { logprobs: [...this.logprobs] } : {}),
     };
   }
 }
@@ -154,11 +164,15 @@ export async function* generatePieces(model: LoadedModel, req: GenerationRequest
     return;
   }
   const text = new TextAssembler(model, req.promptTokens, sampling.stop);
+  const logprobs: TokenLogprob[] | undefined = req.logprobs === undefined ? undefined : (state.logprobs = []);
   const tokens = model.sample({
     tokens: req.promptTokens,
     sampling,
     reusePrefix: req.reusePrefix,
     onPrefill: (evaluated) => (state.evaluatedPromptTokens = evaluated),
+    ...(req.sequence !== undefined ? { sequence: req.sequence } : {}),
+    ...(req.grammar !== undefined ? { grammar: req.grammar } : {}),
+    ...(logprobs !== undefined ? { logprobs: { top: req.logprobs!, onToken: (e: TokenLogprob) => logprobs.push(e) } } : {}),
   });
   let finish: FinishReason | undefined;
   try {

@@ -22,3 +22,5 @@ export { type BenchmarkOptions, type BenchmarkResult, type SpeedStats, meanStdde
 export { openModelSource, type ModelSource } from "./model-source.js";
 export { BackendUnavailableError, ContextOverflowError, ModelStateError } from "./errors.js";
 export { RUNTIME_NAME, RUNTIME_VERSION } from "./version.js";
+export type { GrammarSpec, TokenLogprob } from "./backends/types.js";
+export { ServerApp, listen, type RunningServer, type ServerOptions } from "./server/index.js";

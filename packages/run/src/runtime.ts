@@ -1,13 +1,19 @@
 import { basename } from "node:path";
-import { InputError } from "@llama-pajamas/artifact";
+import { InputError, UsageError } from "@llama-pajamas/artifact";
 import { selectBackend } from "./backends/select.js";
-import type { LoadedModel, ModelInfo } from "./backends/types.js";
+import type { GrammarSpec, LoadedModel, ModelInfo, TokenLogprob } from "./backends/types.js";
 import { runBenchmark, type BenchmarkOptions, type BenchmarkResult } from "./benchmark.js";
 import { type ChatMessage, renderChat, type RenderedChat } from "./chat-template.js";
 import { type BackendName, type ChatConfig, type InferenceConfig, parseBackend, resolveSampling, type RuntimeOptions } from "./config.js";
 import { ContextOverflowError, ModelStateError } from "./errors.js";
-import { generatePieces, type GenerationResult, GenerationState } from "./generation.js";
+import { generatePieces, type GenerationRequest, type GenerationResult, GenerationState } from "./generation.js";
 import { chooseFile, type ModelSource, openModelSource, verifyChecksum } from "./model-source.js";
+import { SlotPool } from "./slot-pool.js";
+
+/** A sanity bound on --parallel: each sequence holds a whole context of KV cache. */
+const MAX_PARALLEL = 256;
+/** OpenAI's bound on top_logprobs. */
+const MAX_TOP_LOGPROBS = 20;
 
 /**
  * Text pieces as they are generated. `result` settles once the stream has been read to the
@@ -39,6 +45,11 @@ export class GenerationStream implements AsyncIterable<string> {
     }
   }
 
+  /** What has been generated so far (live views, for callers that report per piece). */
+  get progress(): { readonly tokens: readonly number[]; readonly logprobs: readonly TokenLogprob[] | undefined } {
+    return { tokens: this.state.tokens, logprobs: this.state.logprobs };
+  }
+
   /** Reads the whole stream and returns the result. */
   async collect(): Promise<GenerationResult> {
     for await (const _ of this) {
@@ -50,11 +61,13 @@ export class GenerationStream implements AsyncIterable<string> {
 
 /**
  * A loaded model on one backend: the seed's Runtime. Load with `Runtime.load` (loading is
- * async); generate raw continuations, chat with the model's template, embed, benchmark. Calls
- * run one at a time (one KV cache); concurrent calls wait their turn.
+ * async); generate raw continuations, chat with the model's template, embed, benchmark.
+ * Generations run `parallel` at a time (default 1), each on its own sequence of the one
+ * context, batched together by the engine; more wait their turn. Embeddings run one at a time.
  */
 export class Runtime {
-  private queue: Promise<void> = Promise.resolve();
+  private readonly slots: SlotPool;
+  private embedQueue: Promise<void> = Promise.resolve();
   private unloaded = false;
 
   private constructor(
@@ -68,17 +81,24 @@ export class Runtime {
     readonly method: string | undefined,
     /** Seconds spent loading (backend start, weights, context). */
     readonly loadSeconds: number,
-  ) {}
+  ) {
+    this.slots = new SlotPool(engine.info.sequences);
+  }
 
   static async load(options: RuntimeOptions): Promise<Runtime> {
     const t0 = performance.now();
     const source = await openModelSource(options.modelPath);
     const backend = await selectBackend(parseBackend(options.backend ?? "auto"), source.formats);
+    const parallel = options.parallel ?? 1;
+    if (!Number.isInteger(parallel) || parallel < 1 || parallel > MAX_PARALLEL) {
+      throw new UsageError(`parallel must be an integer from 1 to ${MAX_PARALLEL}, got ${JSON.stringify(options.parallel)}`);
+    }
     const chosen = await chooseFile(source, backend.format, options.method);
     if (options.verify === true) await verifyChecksum(chosen);
     const engine = await backend.load({
       modelFile: chosen.file,
       ...pick(options, ["ctxSize", "gpuLayers", "threads", "batchSize", "flashAttention", "onLog", "signal"]),
+      ...(parallel > 1 ? { sequences: parallel } : {}),
     });
     return new Runtime(engine, options, source, chosen.file, chosen.method, (performance.now() - t0) / 1000);
   }
@@ -89,6 +109,16 @@ export class Runtime {
 
   get info(): ModelInfo {
     return this.engine.info;
+  }
+
+  /** Generations running now, waiting for a sequence, and how many can run at once. */
+  get occupancy(): { running: number; waiting: number; parallel: number } {
+    return { running: this.slots.busy, waiting: this.slots.waiting, parallel: this.slots.size };
+  }
+
+  /** The Jinja chat template chat() renders: the chatTemplate option, else the model's own. */
+  get chatTemplate(): string | undefined {
+    return this.options.chatTemplate ?? this.engine.info.chatTemplate;
   }
 
   /** Model name for messages: the artifact directory or the file's name. */
@@ -109,16 +139,15 @@ export class Runtime {
     return this.engine.detokenize(tokens);
   }
 
-  /** Continues `prompt` as raw text (no chat template). */
-  generate(prompt: string, config: InferenceConfig & { stream: true }): GenerationStream;
-  generate(prompt: string, config?: InferenceConfig & { stream?: false }): Promise<GenerationResult>;
-  generate(prompt: string, config?: InferenceConfig): GenerationStream | Promise<GenerationResult>;
-  generate(prompt: string, config: InferenceConfig = {}): GenerationStream | Promise<GenerationResult> {
+  /** Continues `prompt` as raw text (no chat template); token ids are read as they are (no BOS added). */
+  generate(prompt: string | readonly number[], config: InferenceConfig & { stream: true }): GenerationStream;
+  generate(prompt: string | readonly number[], config?: InferenceConfig & { stream?: false }): Promise<GenerationResult>;
+  generate(prompt: string | readonly number[], config?: InferenceConfig): GenerationStream | Promise<GenerationResult>;
+  generate(prompt: string | readonly number[], config: InferenceConfig = {}): GenerationStream | Promise<GenerationResult> {
     return this.respond(config, () => {
-      if (typeof prompt !== "string") throw new InputError(`the prompt must be a string, got ${typeof prompt}`, { code: "E_PROMPT" });
-      const tokens = this.tokenize(prompt);
+      const tokens = typeof prompt === "string" ? this.tokenize(prompt) : this.checkTokens(prompt);
       if (tokens.length === 0) throw new InputError("the prompt is empty and this model adds no BOS token; give a prompt", { code: "E_PROMPT" });
-      return { tokens, reusePrefix: false };
+      return { tokens, reusePrefix: config.cachePrompt ?? false };
     });
   }
 
@@ -128,7 +157,7 @@ export class Runtime {
   chat(messages: readonly ChatMessage[], config?: ChatConfig): GenerationStream | Promise<GenerationResult>;
   chat(messages: readonly ChatMessage[], config: ChatConfig = {}): GenerationStream | Promise<GenerationResult> {
     // Chat turns share their history's prefix, so its KV cache is kept between calls.
-    return this.respond(config, () => ({ tokens: this.applyChatTemplate(messages, config.chatTemplateKwargs).tokens, reusePrefix: true }));
+    return this.respond(config, () => ({ tokens: this.applyChatTemplate(messages, config.chatTemplateKwargs).tokens, reusePrefix: config.cachePrompt ?? true }));
   }
 
   /** The exact text and tokens chat() feeds the model for `messages`. */
@@ -142,10 +171,16 @@ export class Runtime {
     });
   }
 
+  /** A grammar for JSON that follows `schema` (a JSON Schema subset), for InferenceConfig.grammar. */
+  async jsonSchemaGrammar(schema: unknown): Promise<GrammarSpec> {
+    this.checkLoaded();
+    return this.engine.jsonSchemaGrammar(schema);
+  }
+
   /** One vector per text, of the model's embedding width. */
   async embed(texts: readonly string[]): Promise<number[][]> {
     if (!Array.isArray(texts) || texts.some((t) => typeof t !== "string")) throw new InputError("embed takes an array of strings", { code: "E_PROMPT" });
-    return this.exclusive(async () => {
+    return this.embedExclusive(async () => {
       const out: number[][] = [];
       for (const t of texts) out.push(await this.engine.embed(t));
       return out;
@@ -154,14 +189,16 @@ export class Runtime {
 
   /** Prompt-processing and generation speed, llama-bench style. */
   async benchmark(options: BenchmarkOptions = {}): Promise<BenchmarkResult> {
-    return this.exclusive(() => runBenchmark(this.engine, { ...options, loadSeconds: this.loadSeconds, model: this.name }));
+    return this.exclusive(() => this.embedExclusive(() => runBenchmark(this.engine, { ...options, loadSeconds: this.loadSeconds, model: this.name })));
   }
 
   /** Frees the model and its context; later calls fail with E_UNLOADED. */
   async unload(): Promise<void> {
     if (this.unloaded) return;
     this.unloaded = true;
-    await this.queue;
+    const release = await this.slots.acquireAll();
+    await this.embedQueue;
+    release();
     await this.engine.dispose();
   }
 
@@ -179,24 +216,53 @@ export class Runtime {
           { promptTokens: tokens.length, contextSize: ctx },
         );
       }
-      const request = { promptTokens: tokens, sampling, reusePrefix, signal: config.signal };
-      const run = (state: GenerationState) => this.exclusiveStream(() => generatePieces(this.engine, request, state));
+      if (config.logprobs !== undefined && (!Number.isInteger(config.logprobs) || config.logprobs < 0 || config.logprobs > MAX_TOP_LOGPROBS)) {
+        throw new UsageError(`logprobs must be an integer from 0 to ${MAX_TOP_LOGPROBS}, got ${JSON.stringify(config.logprobs)}`);
+      }
+      const request = {
+        promptTokens: tokens,
+        sampling,
+        reusePrefix,
+        signal: config.signal,
+        ...(config.grammar !== undefined ? { grammar: config.grammar } : {}),
+        ...(config.logprobs !== undefined ? { logprobs: config.logprobs } : {}),
+      };
+      const run = (state: GenerationState) => this.slotStream(request, state);
       return new GenerationStream(run, new GenerationState(tokens.length));
     };
     if (config.stream === true) return make();
     return Promise.resolve().then(() => make().collect());
   }
 
+  private checkTokens(tokens: readonly number[]): number[] {
+    const vocab = this.engine.info.vocabularySize;
+    if (!Array.isArray(tokens) || tokens.some((t) => !Number.isInteger(t) || t < 0 || (vocab > 0 && t >= vocab))) {
+      throw new InputError(`the prompt must be a string or token ids from 0 to ${vocab - 1}`, { code: "E_PROMPT" });
+    }
+    return [...tokens];
+  }
+
   private checkLoaded(): void {
     if (this.unloaded) throw new ModelStateError("E_UNLOADED", `${this.name} has been unloaded; load it again`);
   }
 
-  /** Runs `fn` after every earlier call has finished. */
+  /** Runs `fn` holding every sequence, after the generations before it have finished. */
   private async exclusive<T>(fn: () => Promise<T>): Promise<T> {
     this.checkLoaded();
-    const prev = this.queue;
+    const release = await this.slots.acquireAll();
+    try {
+      return await fn();
+    } finally {
+      release();
+    }
+  }
+
+  /** Runs `fn` after the embeddings before it (the one embedding context). */
+  private async embedExclusive<T>(fn: () => Promise<T>): Promise<T> {
+    this.checkLoaded();
+    const prev = this.embedQueue;
     let release!: () => void;
-    this.queue = new Promise((r) => (release = r));
+    this.embedQueue = new Promise((r) => (release = r));
     await prev;
     try {
       return await fn();
@@ -205,18 +271,19 @@ export class Runtime {
     }
   }
 
-  /** Like exclusive(), holding the turn from the first piece until the stream ends or is abandoned. */
-  private async *exclusiveStream(fn: () => AsyncGenerator<string, void, void>): AsyncGenerator<string, void, void> {
+  /**
+   * Generates on a sequence of its own, taken from the first piece until the stream ends or is
+   * abandoned. A call whose signal fires while it waits ends at once (finishReason "abort").
+   */
+  private async *slotStream(request: GenerationRequest, state: GenerationState): AsyncGenerator<string, void, void> {
     this.checkLoaded();
-    const prev = this.queue;
-    let release!: () => void;
-    this.queue = new Promise((r) => (release = r));
+    const slot = await this.slots.acquire({ tokens: request.promptTokens, signal: request.signal });
     try {
-      await prev;
-      this.checkLoaded();
-      yield* fn();
+      if (slot !== undefined) this.checkLoaded();
+      // Without a slot the signal has fired, and generatePieces returns before using the engine.
+      yield* generatePieces(this.engine, { ...request, sequence: slot ?? 0 }, state);
     } finally {
-      release();
+      if (slot !== undefined) this.slots.release(slot, [...request.promptTokens, ...state.tokens]);
     }
   }
 }

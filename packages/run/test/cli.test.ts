@@ -62,9 +62,9 @@ describe("benchmark", () => {
     const r = await runCli(["benchmark", "-m", llamaGguf, "--prompt-tokens", "64", "--num-tokens", "16", "--repeats", "2", "--json", ...T]);
     expect(r.code, r.stderr).toBe(0);
     const j = JSON.parse(r.stdout);
-    // The shape, in its order.
-    expect(Object.keys(j)).toEqual(["backend", "model", "threads", "pp", "tg", "loadSeconds", "peakRssBytes"]);
-    expect(j).toMatchObject({ backend: "cpu", model: "llama-tiny-q8_0.gguf", threads: THREADS });
+    // The shape, plus generationThreads (tg's thread count, which can differ from pp's).
+    expect(Object.keys(j)).toEqual(["backend", "model", "threads", "generationThreads", "pp", "tg", "loadSeconds", "peakRssBytes"]);
+    expect(j).toMatchObject({ backend: "cpu", model: "llama-tiny-q8_0.gguf", threads: THREADS, generationThreads: THREADS });
     for (const [test, n] of [["pp", 64], ["tg", 16]] as const) {
       expect(Object.keys(j[test])).toEqual(["tokens", "tokensPerSecond", "stddev"]);
       expect(j[test].tokens).toBe(n);
@@ -143,6 +143,8 @@ describe("bad input: a clear message, non-zero exit, no stack trace", () => {
     expectCleanFailure(await runCli(["generate", "-m", llama]), "--prompt is required", 2);
     expectCleanFailure(await runCli(["generate", "-m", llama, "--prompt", "hi", "--max-tokens", "lots"]), '--max-tokens must be an integer >= 1, got "lots"', 2);
     expectCleanFailure(await runCli(["benchmark", "-m", llama, "--repeats", "0"]), "--repeats must be an integer >= 1", 2);
-    expectCleanFailure(await runCli(["serve"]), 'unknown command "serve"', 2);
+    expectCleanFailure(await runCli(["serve"]), "--model is required", 2);
+    expectCleanFailure(await runCli(["serve", "-m", llama, "--port", "70000"]), "--port must be at most 65535, got 70000", 2);
+    expectCleanFailure(await runCli(["nope"]), 'unknown command "nope"', 2);
   });
 });

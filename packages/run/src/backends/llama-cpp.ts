@@ -2,11 +2,13 @@
 // cuda, vulkan and metal backends: one engine whose GPU type is a load parameter, so the four
 // are one file with a table rather than four copies. node-llama-cpp is imported lazily so
 // `--help` and usage errors never load native code.
-import type { Llama, LlamaContext, LlamaContextSequence, LlamaEmbeddingContext, LlamaGpuType, LlamaModel } from "node-llama-cpp";
+import type { Llama, LlamaContext, LlamaContextSequence, LlamaEmbeddingContext, LlamaGpuType, LlamaGrammar, LlamaModel, Token } from "node-llama-cpp";
 import { InputError } from "@llama-pajamas/artifact";
 import type { BackendName, LogLevel } from "../config.js";
 import { ContextOverflowError, ModelStateError } from "../errors.js";
-import type { Backend, LoadedModel, LoadOptions, ModelInfo, SampleRequest } from "./types.js";
+import { BatchGatherer, serializeSampling } from "./llama-cpp-batching.js";
+import { nativeContext, sequenceId, splitThreads, timeOneTokenDecodes, tuneGenerationThreads } from "./llama-cpp-threads.js";
+import type { Backend, GrammarSpec, LoadedModel, LoadOptions, ModelInfo, SampleRequest, TokenLogprob } from "./types.js";
 
 type LlamaCppBackendName = "cpu" | "cuda" | "vulkan" | "metal";
 const GPU_TYPE: Record<LlamaCppBackendName, LlamaGpuType> = { cpu: false, cuda: "cuda", vulkan: "vulkan", metal: "metal" };
@@ -15,6 +17,13 @@ const DEFAULT_CTX_SIZE = 4096;
 /** Recent llama.cpp warnings and errors, quoted when a load fails (llama.cpp says why only in its log). */
 const RECENT_LOG_LINES = 8;
 const LOG_SETTLE_MS = 50;
+/** Parsed grammars kept for reuse (a server sees the same response_format again and again). */
+const MAX_CACHED_GRAMMARS = 32;
+/**
+ * node-llama-cpp's JSON-schema grammars end in four newlines (its LlamaChat stops on them);
+ * sampled directly, the grammar should end with the JSON so that only end-of-generation follows.
+ */
+const SCHEMA_GRAMMAR_TAIL = ' "\\n\\n\\n\\n" [\\n]*';
 
 type NodeLlamaCpp = typeof import("node-llama-cpp");
 let moduleP: Promise<NodeLlamaCpp> | undefined;
@@ -104,6 +113,7 @@ interface JinjaRenderer {
 class LlamaCppModel implements LoadedModel {
   private embedContext: LlamaEmbeddingContext | undefined;
   private readonly renderers = new Map<string, JinjaRenderer>();
+  private readonly grammars = new Map<string, Promise<LlamaGrammar>>();
   private constructor(
     readonly backend: BackendName,
     readonly info: ModelInfo,
@@ -112,6 +122,10 @@ class LlamaCppModel implements LoadedModel {
     private readonly context: LlamaContext,
     private readonly sequence: LlamaContextSequence,
     private readonly onLog: ((level: LogLevel, message: string) => void) | undefined,
+    /** Every sequence of the context; [0] is `sequence`, which the benchmark primitives use. */
+    private readonly sequences: readonly LlamaContextSequence[] = [sequence],
+    /** With several sequences: batches their next tokens together (llama-cpp-batching.ts). */
+    private readonly gatherer?: BatchGatherer,
   ) {}
 
   static async load(backend: LlamaCppBackendName, llama: Llama, opts: LoadOptions): Promise<LlamaCppModel> {
@@ -128,9 +142,11 @@ class LlamaCppModel implements LoadedModel {
       const contextSize = opts.ctxSize ?? Math.min(DEFAULT_CTX_SIZE, trainCtx > 0 ? trainCtx : DEFAULT_CTX_SIZE);
       // llama.cpp's default thread count (cpu_get_num_math); node-llama-cpp's own default is max(that, 4).
       const threads = opts.threads ?? Math.max(1, llama.cpuMathCores);
+      const gatherer = (opts.sequences ?? 1) > 1 ? new BatchGatherer() : undefined;
       const context = await model.createContext({
         contextSize,
-        sequences: 1,
+        sequences: opts.sequences ?? 1,
+        ...(gatherer !== undefined ? { batching: { itemPrioritizationStrategy: gatherer.strategy } } : {}),
         threads,
         ...(opts.batchSize !== undefined ? { batchSize: opts.batchSize } : {}),
         flashAttention: opts.flashAttention ?? "auto",
@@ -146,6 +162,7 @@ class LlamaCppModel implements LoadedModel {
         vocabularySize: model.fileInfo.metadata.tokenizer?.ggml?.tokens?.length ?? 0,
         parameterCount: model.fileInsights.totalParameters,
         threads: context.idealThreads,
+        generationThreads: await generationThreads({ backend, context, explicit: opts.threads, token: model.tokens.bos ?? 0 }),
         batchSize: context.batchSize,
         flashAttention: context.flashAttention,
         gpuLayers: model.gpuLayers,
@@ -154,8 +171,11 @@ class LlamaCppModel implements LoadedModel {
         bosToken: tok(model.tokens.bos, model.tokens.bosString),
         eosToken: tok(model.tokens.eos, model.tokens.eosString),
         addBos: model.tokens.shouldPrependBosToken,
+        sequences: context.totalSequences,
       };
-      return new LlamaCppModel(backend, info, llama, model, context, context.getSequence(), opts.onLog);
+      if (context.totalSequences > 1) serializeSampling(context);
+      const sequences = Array.from({ length: context.totalSequences }, () => context.getSequence());
+      return new LlamaCppModel(backend, info, llama, model, context, sequences[0]!, opts.onLog, sequences, gatherer);
     } catch (e) {
       if (opts.onLog) logListeners.delete(opts.onLog);
       await model?.dispose().catch(() => undefined);
@@ -181,34 +201,58 @@ class LlamaCppModel implements LoadedModel {
     return this.sequence.contextSize - 1;
   }
 
-  async *sample({ tokens, sampling, reusePrefix, onPrefill }: SampleRequest): AsyncGenerator<number, "eog" | "context-full", void> {
-    const seq = this.sequence;
+  async *sample({ tokens, sampling, reusePrefix, onPrefill, sequence = 0, grammar, logprobs }: SampleRequest): AsyncGenerator<number, "eog" | "context-full", void> {
+    const seq = this.sequences[sequence];
+    if (seq === undefined) throw new InputError(`sequence ${sequence} does not exist; the context has ${this.sequences.length}`, { code: "E_SEQUENCE" });
+    const grammarState = grammar === undefined ? undefined : new (await nodeLlamaCpp()).LlamaGrammarEvaluationState({ model: this.model, grammar: await this.grammarFor(grammar) });
     // Keep the KV cache for the shared prefix, but always re-evaluate at least the last prompt
     // token: its logits pick the first generated token.
     const keep = reusePrefix ? Math.min(seq.compareContextTokens(tokens as never[]).firstDifferentIndex, tokens.length - 1) : 0;
-    if (seq.nextTokenIndex > keep) await seq.eraseContextTokenRanges([{ start: keep, end: seq.nextTokenIndex }]);
+    if (seq.nextTokenIndex > keep && this.gatherer?.eraseTail(seq, keep) !== true) await seq.eraseContextTokenRanges([{ start: keep, end: seq.nextTokenIndex }]);
     onPrefill?.(tokens.length - keep);
     // llama.cpp's penalty sampler sees the prompt and the output (llama-cli accepts prompt tokens into it).
     const history = [...tokens];
-    const penalize = sampling.repeatPenalty !== 1;
-    const evaluation = seq.evaluate(tokens.slice(keep) as never[], {
+    const presencePenalty = sampling.presencePenalty ?? 0;
+    const frequencyPenalty = sampling.frequencyPenalty ?? 0;
+    const penalize = sampling.repeatPenalty !== 1 || presencePenalty !== 0 || frequencyPenalty !== 0;
+    const options = {
       temperature: sampling.temperature,
       topK: sampling.topK,
       topP: sampling.topP,
       minP: sampling.minP,
       ...(sampling.seed !== undefined ? { seed: sampling.seed } : {}),
       ...(penalize
-        ? { repeatPenalty: { penalty: sampling.repeatPenalty, punishTokens: () => history.slice(-sampling.repeatLastN) as never[], maxPunishTokens: sampling.repeatLastN } }
+        ? {
+            repeatPenalty: {
+              penalty: sampling.repeatPenalty,
+              presencePenalty,
+              frequencyPenalty,
+              punishTokens: () => history.slice(-sampling.repeatLastN) as Token[],
+              maxPunishTokens: sampling.repeatLastN,
+            },
+          }
         : {}),
-    });
-    for await (const token of evaluation) {
-      history.push(token);
-      yield token;
-      // The token just yielded is evaluated on the next pull; stop before node-llama-cpp would
-      // shift the context to make room for it.
-      if (seq.nextTokenIndex >= this.maxContextTokens) return "context-full";
+      ...(grammarState !== undefined ? { grammarEvaluationState: grammarState } : {}),
+    };
+    const input = tokens.slice(keep) as Token[];
+    const evaluation: AsyncGenerator<number, void, void> =
+      logprobs === undefined
+        ? seq.evaluate(input, options)
+        : // Without alternatives, the chosen token's probability alone spares a vocabulary-sized map per token.
+          withLogprobs(logprobs.top > 0 ? seq.evaluateWithMetadata(input, { probabilities: true }, options) : seq.evaluateWithMetadata(input, { confidence: true }, options), logprobs);
+    const leave = this.gatherer?.join();
+    try {
+      for await (const token of evaluation) {
+        history.push(token);
+        yield token;
+        // The token just yielded is evaluated on the next pull; stop before node-llama-cpp would
+        // shift the context to make room for it.
+        if (seq.nextTokenIndex >= this.maxContextTokens) return "context-full";
+      }
+      return "eog";
+    } finally {
+      leave?.();
     }
-    return "eog";
   }
 
   async embed(text: string): Promise<number[]> {
@@ -223,6 +267,30 @@ class LlamaCppModel implements LoadedModel {
       );
     }
     return [...(await this.embedContext.getEmbeddingFor(text)).vector];
+  }
+
+  async jsonSchemaGrammar(schema: unknown): Promise<GrammarSpec> {
+    let gbnf: string;
+    try {
+      gbnf = (await this.llama.createGrammarForJsonSchema(schema as never)).grammar;
+    } catch (e) {
+      throw new InputError(`the JSON schema cannot be turned into a grammar: ${(e as Error).message}`, { cause: e, code: "E_GRAMMAR" });
+    }
+    return { gbnf: gbnf.replace(SCHEMA_GRAMMAR_TAIL, "") };
+  }
+
+  private grammarFor(spec: GrammarSpec): Promise<LlamaGrammar> {
+    const key = `${spec.rootRule ?? "root"}\n${spec.gbnf}`;
+    let g = this.grammars.get(key);
+    if (g === undefined) {
+      g = this.llama.createGrammar({ grammar: spec.gbnf, ...(spec.rootRule !== undefined ? { rootRuleName: spec.rootRule } : {}) }).catch((e: unknown) => {
+        this.grammars.delete(key);
+        throw new InputError(`the grammar cannot be parsed: ${(e as Error).message}`, { cause: e, code: "E_GRAMMAR" });
+      });
+      if (this.grammars.size >= MAX_CACHED_GRAMMARS) this.grammars.delete(this.grammars.keys().next().value!);
+      this.grammars.set(key, g);
+    }
+    return g;
   }
 
   renderTemplate(template: string, variables: Record<string, unknown>): string {
@@ -251,23 +319,57 @@ class LlamaCppModel implements LoadedModel {
 
   async timeGeneration(count: number, nextToken: (i: number) => number): Promise<number> {
     await this.sequence.clearHistory();
-    // Like llama-bench's tg: one token per llama_decode, logits for it, the next token chosen by
-    // the caller (sampling is greedy here only because evaluate() must sample something).
-    const it = this.sequence.evaluate([nextToken(0)] as never[], { temperature: 0, yieldEogToken: true });
-    const t0 = performance.now();
-    try {
-      await it.next();
-      for (let i = 1; i < count; i++) await it.next(nextToken(i) as never);
-      return (performance.now() - t0) / 1000;
-    } finally {
-      await it.return();
-    }
+    // Through the native context: node-llama-cpp's evaluate() must sample each token.
+    return timeOneTokenDecodes(nativeContext(this.context), { sequence: sequenceId(this.sequence), count, nextToken });
   }
 
   async dispose(): Promise<void> {
     if (this.onLog) logListeners.delete(this.onLog);
     await this.embedContext?.dispose();
+    this.grammars.clear();
     await this.context.dispose();
     await this.model.dispose();
   }
 }
+
+/**
+ * Threads for one-token-per-sequence decodes (llama-cpp-threads.ts says why they differ from
+ * prompt batches): `--threads` when given; on the cpu backend, 1 or all math cores, whichever a
+ * short timing finds faster; elsewhere the context's count.
+ */
+async function generationThreads({ backend, context, explicit, token }: {
+  backend: LlamaCppBackendName;
+  context: LlamaContext;
+  explicit: number | undefined;
+  /** A token to decode while timing (BOS). */
+  token: number;
+}): Promise<number> {
+  const batchThreads = context.idealThreads;
+  if (explicit !== undefined || backend !== "cpu" || batchThreads <= 1) return batchThreads;
+  const native = nativeContext(context);
+  const threads = await tuneGenerationThreads(native, { maxThreads: batchThreads, token });
+  splitThreads(native, { generationThreads: threads, batchThreads, generationBatchTokens: context.totalSequences });
+  return threads;
+}
+
+/** Token ids from evaluateWithMetadata, reporting each one's probability and the likeliest `top`. */
+async function* withLogprobs(
+  evaluation: AsyncGenerator<{ token: Token; probabilities?: Map<Token, number>; confidence?: number }, void, void | Token | Token[]>,
+  logprobs: NonNullable<SampleRequest["logprobs"]>,
+): AsyncGenerator<number, void, void> {
+  try {
+    for await (const { token, probabilities, confidence } of evaluation) {
+      // The map is sorted from the likeliest down (node-llama-cpp's SequenceEvaluateOutput).
+      const top: TokenLogprob["top"] = [];
+      for (const [t, p] of probabilities ?? []) {
+        if (top.length >= logprobs.top) break;
+        top.push({ token: t, logprob: Math.log(p) });
+      }
+      logprobs.onToken({ token, logprob: Math.log(probabilities?.get(token) ?? confidence ?? 0), top });
+      yield token;
+    }
+  } finally {
+    await evaluation.return();
+  }
+}
+

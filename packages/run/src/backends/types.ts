@@ -23,6 +23,8 @@ export interface LoadOptions {
   flashAttention?: "auto" | boolean;
   onLog?: (level: LogLevel, message: string) => void;
   signal?: AbortSignal;
+  /** Sequences (independent KV caches, "slots") on the one context, each of ctxSize tokens; default 1. */
+  sequences?: number;
 }
 
 export interface ModelInfo {
@@ -34,7 +36,10 @@ export interface ModelInfo {
   embeddingSize: number;
   vocabularySize: number;
   parameterCount: number;
+  /** Threads for prompt batches (llama.cpp's n_threads_batch). */
   threads: number;
+  /** Threads for generation steps, one token per sequence (llama.cpp's n_threads). */
+  generationThreads: number;
   batchSize: number;
   flashAttention: "auto" | boolean;
   gpuLayers: number;
@@ -45,6 +50,22 @@ export interface ModelInfo {
   eosToken: { id: number; text: string } | undefined;
   /** Whether tokenizing a prompt starts with BOS (GGUF tokenizer.ggml.add_bos_token). */
   addBos: boolean;
+  /** Sequences on the context that can generate at once (each holds contextSize tokens). */
+  sequences: number;
+}
+
+/** A GBNF grammar (llama.cpp's grammars/README.md syntax) that sampled text must follow. */
+export interface GrammarSpec {
+  gbnf: string;
+  /** The start rule; default "root". */
+  rootRule?: string;
+}
+
+/** One sampled token's log-probability and the most likely alternatives at that step. */
+export interface TokenLogprob {
+  token: number;
+  logprob: number;
+  top: { token: number; logprob: number }[];
 }
 
 /** What generation asks of the engine for each call. */
@@ -55,6 +76,12 @@ export interface SampleRequest {
   reusePrefix: boolean;
   /** Told how many prompt tokens are evaluated (the rest came from the cache). */
   onPrefill?: (evaluatedTokens: number) => void;
+  /** The sequence (slot) to run on, 0 <= sequence < info.sequences; default 0. */
+  sequence?: number;
+  /** Only tokens the grammar allows are sampled; once it is complete, only end-of-generation. */
+  grammar?: GrammarSpec;
+  /** Called with each sampled token's probability (as the sampler chain saw it) and the `top` likeliest. */
+  logprobs?: { top: number; onToken: (entry: TokenLogprob) => void };
 }
 
 export interface LoadedModel {
@@ -74,6 +101,8 @@ export interface LoadedModel {
   readonly maxContextTokens: number;
   /** A sentence embedding: the engine's pooled vector, or the last token's when it has no pooling. */
   embed(text: string): Promise<number[]>;
+  /** A GBNF grammar for JSON that follows `schema` (the engine's JSON-schema subset); throws on what it cannot express. */
+  jsonSchemaGrammar(schema: unknown): Promise<GrammarSpec>;
   /** Renders a Jinja template with the engine's own Jinja implementation. */
   renderTemplate(template: string, variables: Record<string, unknown>): string;
   /** Benchmark primitives: time to evaluate `tokens` in batches from an empty context (seconds). */

@@ -7,11 +7,14 @@ import { MODEL_OPTIONS, MODEL_USAGE, runtimeOptions } from "./common.js";
 const usage = `Usage: llama-pajamas-run benchmark --model PATH [options]
 
 Measures prompt processing (pp: N prompt tokens evaluated in batches) and generation (tg: N
-tokens decoded one at a time), each from an empty cache, as llama-bench does: mean and
-standard deviation of tokens/s over the repeats, after one untimed warm-up run. Also load
-time and the process's peak resident memory. Prints a llama-bench-like table, or with
---json one object: {backend, model, threads, pp: {tokens, tokensPerSecond, stddev},
-tg: {...}, loadSeconds, peakRssBytes} (pp or tg is null when skipped).
+tokens decoded one at a time, each with its logits, no sampling), each from an empty cache, as
+llama-bench does: mean and standard deviation of tokens/s over the repeats, after one untimed
+warm-up run. Also load time and the process's peak resident memory. pp runs with the prompt
+threads and tg with the generation threads (the same with --threads; by default on the cpu
+backend, generation uses 1 thread or all, whichever a short timing at load finds faster).
+Prints a llama-bench-like table, or with --json one object: {backend, model, threads,
+generationThreads, pp: {tokens, tokensPerSecond, stddev}, tg: {...}, loadSeconds,
+peakRssBytes} (pp or tg is null when skipped).
 
 Benchmark options:
   --prompt-tokens N   prompt tokens per pp run (default ${DEFAULT_PROMPT_TOKENS}; 0 skips pp)
@@ -64,18 +67,18 @@ export const benchmarkCommand: Command = {
 function table(r: BenchmarkResult, label: string, sizeBytes: number, params: number): string {
   const header = ["model", "size", "params", "backend", "threads", "test", "t/s"];
   const right = [false, true, true, false, true, true, true];
-  const row = (test: string, s: SpeedStats) => [
+  const row = (test: string, s: SpeedStats, threads: number) => [
     label,
     formatSize(sizeBytes),
     formatParamCount(params),
     r.backend.toUpperCase(),
-    String(r.threads),
+    String(threads),
     test,
     `${s.tokensPerSecond.toFixed(2)} ± ${s.stddev.toFixed(2)}`,
   ];
   const rows: string[][] = [];
-  if (r.pp) rows.push(row(`pp${r.pp.tokens}`, r.pp));
-  if (r.tg) rows.push(row(`tg${r.tg.tokens}`, r.tg));
+  if (r.pp) rows.push(row(`pp${r.pp.tokens}`, r.pp, r.threads));
+  if (r.tg) rows.push(row(`tg${r.tg.tokens}`, r.tg, r.generationThreads));
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((x) => x[i]!.length)));
   const cell = (v: string, i: number) => (right[i] ? v.padStart(widths[i]!) : v.padEnd(widths[i]!));
   const line = (cells: string[]) => `| ${cells.map(cell).join(" | ")} |\n`;

@@ -6,8 +6,9 @@ import { backendsCommand } from "./backends.js";
 import { benchmarkCommand } from "./benchmark.js";
 import { chatCommand } from "./chat.js";
 import { generateCommand } from "./generate.js";
+import { serveCommand } from "./serve.js";
 
-const commands: Command[] = [generateCommand, chatCommand, benchmarkCommand, backendsCommand];
+const commands: Command[] = [generateCommand, chatCommand, serveCommand, benchmarkCommand, backendsCommand];
 
 const help = `llama-pajamas-run ${RUNTIME_VERSION}: run quantized GGUF artifacts
 
