@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { PajamasError, UsageError } from "@llama-pajamas/artifact";
+import { runCli } from "@llama-pajamas/artifact";
 import { type Command, parse } from "./args.js";
 import { convertCommand } from "./convert.js";
 import { infoCommand } from "./info.js";
@@ -9,56 +9,13 @@ import { PIPELINE_VERSION } from "../version.js";
 
 const commands: Command[] = [convertCommand, infoCommand, listMethodsCommand, validateCommand];
 
-const help = `llama-pajamas-quant ${PIPELINE_VERSION}: Hugging Face checkpoints to quantized GGUF artifacts
-
-Usage: llama-pajamas-quant <command> [options]
-
-Commands:
-${commands.map((c) => `  ${c.name.padEnd(14)}${c.summary}`).join("\n")}
-
-Run \`llama-pajamas-quant <command> --help\` for a command's options.`;
-
-/** The only place that exits: usage errors 2, user errors 1, bugs 70 with the stack. */
-async function main(argv: string[]): Promise<number> {
-  const [name, ...rest] = argv;
-  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
-    process.stdout.write(help + "\n");
-    return name === undefined ? 2 : 0;
-  }
-  if (name === "--version" || name === "-v") {
-    process.stdout.write(PIPELINE_VERSION + "\n");
-    return 0;
-  }
-  const command = commands.find((c) => c.name === name);
-  if (!command) throw new UsageError(`unknown command "${name}"; commands: ${commands.map((c) => c.name).join(", ")}`);
-  if (rest.includes("--help") || rest.includes("-h")) {
-    process.stdout.write(command.usage + "\n");
-    return 0;
-  }
-  const { values, positionals } = parse(rest, command.options);
-  return command.run(values, positionals);
-}
-
-// `... | head` closes stdout early: stop quietly, as Unix tools do.
-process.stdout.on("error", (e: NodeJS.ErrnoException) => {
-  if (e.code === "EPIPE") process.exit(0);
-  throw e;
+runCli({
+  program: "llama-pajamas-quant",
+  version: PIPELINE_VERSION,
+  tagline: "Hugging Face checkpoints to quantized GGUF artifacts",
+  commands,
+  invoke(command, argv) {
+    const { values, positionals } = parse(argv, command.options);
+    return command.run(values, positionals);
+  },
 });
-
-main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (e: unknown) => {
-    if (e instanceof UsageError) {
-      process.stderr.write(`error: ${e.message}\n`);
-      process.exitCode = 2;
-    } else if (e instanceof PajamasError) {
-      process.stderr.write(`error: ${e.message}\n`);
-      process.exitCode = 1;
-    } else {
-      process.stderr.write(`internal error (please report): ${(e as Error)?.stack ?? String(e)}\n`);
-      process.exitCode = 70;
-    }
-  },
-);
