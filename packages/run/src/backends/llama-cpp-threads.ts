@@ -4,15 +4,16 @@
 // without OpenMP and its context attaches no ggml threadpool (llama_attach_threadpool), so every
 // llama_decode with n threads starts and joins n - 1 fresh workers (ggml-cpu.c
 // ggml_graph_compute, "disposable threadpool"), whose barriers spin without yielding
-// (ggml_barrier). The decode runs on one of libuv's four workers, a different one each time;
-// the fresh worker then often starts on the CPU where that thread already spins, and the two
-// take turns at the scheduler tick (4 ms) until the kernel moves one. A prompt batch (tens of
-// ms) hardly notices; a one-token decode of a small model (under a millisecond) becomes 5-50x
-// slower: llama-tiny decoded at ~70 tok/s with 2 threads and ~1,700 with 1 on a 2-core VM, and
-// a 300M-parameter Q4_K_M at 70 against 98. llama-bench does not see this: its OpenMP threads
-// persist between decodes. Multi-token batches keep every core; one-token-per-sequence
-// batches (generation) get 1 thread unless the model is slow enough on one (or, on a machine
-// with more cores, a short timing finds all of them faster).
+// (ggml_barrier). The fresh worker often starts on the CPU where the decoding thread (one of
+// libuv's workers, a different one each time) already spins, and the two take turns at the
+// scheduler tick (4 ms) until the kernel moves one (perf sched on a 2-core VM). A prompt batch
+// (tens of ms) hardly notices; a one-token decode of a small model (under a millisecond)
+// becomes 5-50x slower: llama-tiny Q4_K_M decoded at ~70 tok/s with 2 threads and ~1,700 with
+// 1, a 300M-parameter Q4_K_M at 70 against 98. llama-bench does not see this: its OpenMP
+// threads persist between decodes. (UV_THREADPOOL_SIZE=1 keeps a bare decode loop fast, but
+// generation, which samples between decodes, stayed slower on 2 threads than on 1.)
+// Multi-token batches keep every core; generation steps (one token per sequence) get 1 thread
+// unless the model is slow enough on one, or, with more cores, a short timing finds all faster.
 import type { LlamaContext } from "node-llama-cpp";
 
 /** The members of node-llama-cpp 3.21.1's native context (src/bindings/AddonTypes.ts AddonContext) used here. */
@@ -35,6 +36,12 @@ const TUNE_DECODES = 5;
 const TUNE_BUDGET_MS = 150;
 /** A one-token decode on one thread slower than this is compute-bound: all cores, no timing. */
 const TUNE_SKIP_MS = 40;
+/**
+ * One thread reads weights at most this fast (a generous bound): a decode reads every weight
+ * once, so a model over 2 GB surely exceeds TUNE_SKIP_MS on one thread and gets all cores
+ * without timing.
+ */
+const MAX_THREAD_BYTES_PER_S = 50e9;
 /** More threads must be at least this much faster to be chosen: they are the fragile choice. */
 const TUNE_MARGIN = 0.9;
 /**
@@ -63,12 +70,16 @@ export function sequenceId(sequence: unknown): number {
 
 /**
  * Threads for generation on a fresh context: `maxThreads` when one thread decodes a token in
- * more than TUNE_SKIP_MS; else 1 on up to FEW_CORES cores; else whichever of 1 and
- * `maxThreads` decodes one token faster (medians of a few timed decodes with logits;
- * `maxThreads` only when clearly faster).
+ * more than TUNE_SKIP_MS (or surely would, by the model's size); else 1 on up to FEW_CORES
+ * cores; else whichever of 1 and `maxThreads` decodes one token faster (medians of a few timed
+ * decodes with logits; `maxThreads` only when clearly faster).
  */
-export async function tuneGenerationThreads(native: NativeContext, { maxThreads, token }: { maxThreads: number; token: number }): Promise<number> {
+export async function tuneGenerationThreads(
+  native: NativeContext,
+  { maxThreads, token, modelBytes }: { maxThreads: number; token: number; modelBytes: number },
+): Promise<number> {
   if (maxThreads <= 1) return 1;
+  if (modelBytes > (TUNE_SKIP_MS / 1000) * MAX_THREAD_BYTES_PER_S) return maxThreads;
   try {
     const one = await medianDecodeMs(native, 1, token);
     if (one > TUNE_SKIP_MS) return maxThreads;

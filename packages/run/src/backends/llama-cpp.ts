@@ -162,7 +162,7 @@ class LlamaCppModel implements LoadedModel {
         vocabularySize: model.fileInfo.metadata.tokenizer?.ggml?.tokens?.length ?? 0,
         parameterCount: model.fileInsights.totalParameters,
         threads: context.idealThreads,
-        generationThreads: await generationThreads({ backend, context, explicit: opts.threads, token: model.tokens.bos ?? 0 }),
+        generationThreads: await generationThreads({ backend, context, explicit: opts.threads, token: model.tokens.bos ?? 0, modelBytes: model.size }),
         batchSize: context.batchSize,
         flashAttention: context.flashAttention,
         gpuLayers: model.gpuLayers,
@@ -334,20 +334,21 @@ class LlamaCppModel implements LoadedModel {
 
 /**
  * Threads for one-token-per-sequence decodes (llama-cpp-threads.ts says why they differ from
- * prompt batches): `--threads` when given; on the cpu backend, 1 or all math cores, whichever a
- * short timing finds faster; elsewhere the context's count.
+ * prompt batches): `--threads` when given; on the cpu backend, 1 or all math cores as
+ * tuneGenerationThreads decides; elsewhere the context's count.
  */
-async function generationThreads({ backend, context, explicit, token }: {
+async function generationThreads({ backend, context, explicit, token, modelBytes }: {
   backend: LlamaCppBackendName;
   context: LlamaContext;
   explicit: number | undefined;
   /** A token to decode while timing (BOS). */
   token: number;
+  modelBytes: number;
 }): Promise<number> {
   const batchThreads = context.idealThreads;
   if (explicit !== undefined || backend !== "cpu" || batchThreads <= 1) return batchThreads;
   const native = nativeContext(context);
-  const threads = await tuneGenerationThreads(native, { maxThreads: batchThreads, token });
+  const threads = await tuneGenerationThreads(native, { maxThreads: batchThreads, token, modelBytes });
   splitThreads(native, { generationThreads: threads, batchThreads, generationBatchTokens: context.totalSequences });
   return threads;
 }
