@@ -9,12 +9,12 @@
 // (enough for llama_model_quantize, which loads hparams and tensors but no vocabulary).
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { mkdtemp, open, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { bf16ToF32, f16ToF32, f32ToBF16, f32ToF16 } from "../src/formats/float.js";
 import { ggmlTypeName, ggmlTypeTraits } from "../src/formats/ggml-type-traits.js";
-import { readGGUF, type GGUFFile, type GGUFTensorEntry } from "../src/formats/gguf-reader.js";
+import { readGGUF, type GGUFFile } from "../src/formats/gguf-reader.js";
 import { GGMLType, type GGUFKV, GGUFValueType, LlamaFtype } from "../src/formats/gguf-types.js";
 import { GGUFWriter } from "../src/formats/gguf-writer.js";
 import { openCheckpointTensors, readTensorF32 } from "../src/formats/safetensors.js";
@@ -23,6 +23,7 @@ import { METHODS } from "../src/quantize/methods.js";
 import { llamaModelQuantize } from "../src/quantize/native.js";
 import { quantizeSync } from "../src/quantize/pool.js";
 import { planTensorTypes, type RecipeModel } from "../src/quantize/recipes.js";
+import { randomMatrix, tensorBytes, writeSyntheticImatrix } from "./quantize-helpers.js";
 
 const FIXTURES = join(import.meta.dirname, "..", "..", "..", "..", "shared", "fixtures", "models");
 const THREADS = 2;
@@ -109,24 +110,6 @@ async function buildFixture(fixture: "llama-tiny" | "mixtral-tiny", type: GGMLTy
   return { path, model: { arch: "llama", blockCount: cfg.nLayer, headCount: 4, headCountKv: 2, expertCount: nExpert } };
 }
 
-/** Seeded normal-ish values (mulberry32 + sum of uniforms), column scales varying like real weights. */
-function randomMatrix(seed: number, ne: number[]): Float32Array {
-  let s = seed >>> 0;
-  const rnd = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const n = ne.reduce((a, b) => a * b, 1);
-  const ne0 = ne[0]!;
-  const colScale = Float32Array.from({ length: ne0 }, () => 0.01 + 0.05 * rnd() ** 3);
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = (rnd() + rnd() + rnd() - 1.5) * colScale[i % ne0]!;
-  return out;
-}
-
 /**
  * A synthetic llama-arch MoE with GQA 4 (8 heads, 2 KV heads), 4 experts, an untied output,
  * an expert FFN of 160 (ffn_down_exps rows not a multiple of 256: fallback types) and a
@@ -156,41 +139,6 @@ async function buildSynthetic(path: string): Promise<Built> {
   mat("output.weight", [nEmbd, nVocab]);
   await writeGGUF(path, llamaKV({ nLayer, nEmbd, nFf, nHead: 8, nHeadKv: 2, nExpert, ftype: LlamaFtype.MOSTLY_F16 }), tensors);
   return { path, model: { arch: "llama", blockCount: nLayer, headCount: 8, headCountKv: 2, expertCount: nExpert } };
-}
-
-/** A crafted GGUF imatrix (imatrix.cpp layout) with random positive sums for every weight of `file`. */
-async function writeSyntheticImatrix(path: string, file: GGUFFile): Promise<void> {
-  const w = new GGUFWriter();
-  w.addKV({ key: "general.type", type: GGUFValueType.STRING, value: "imatrix" });
-  w.addKV({ key: "imatrix.datasets", type: GGUFValueType.ARRAY, itemType: GGUFValueType.STRING, value: ["synthetic"] });
-  w.addKV({ key: "imatrix.chunk_count", type: GGUFValueType.UINT32, value: 10 });
-  w.addKV({ key: "imatrix.chunk_size", type: GGUFValueType.UINT32, value: 512 });
-  const data: [string, Float32Array][] = [];
-  let seed = 1000;
-  for (const t of file.tensors) {
-    if (t.ne.length < 2 || t.name === "token_embd.weight" || t.name === "output.weight") continue;
-    const nMat = t.ne[2] ?? 1;
-    const sums = randomMatrix(seed++, [t.ne[0]!, nMat]).map((v) => v * v * 1e6 * 5120);
-    const counts = Float32Array.from({ length: nMat }, (_, j) => 5120 - 512 * j);
-    data.push([`${t.name}.in_sum2`, sums], [`${t.name}.counts`, counts]);
-    w.addTensorInfo({ name: `${t.name}.in_sum2`, shape: [nMat, t.ne[0]!], type: GGMLType.F32, byteLength: sums.byteLength });
-    w.addTensorInfo({ name: `${t.name}.counts`, shape: [nMat, 1], type: GGMLType.F32, byteLength: counts.byteLength });
-  }
-  await w.open(path);
-  await w.writeHeader();
-  for (const [name, d] of data) await w.writeTensorData(name, new Uint8Array(d.buffer));
-  await w.finish();
-}
-
-async function tensorBytes(file: GGUFFile, t: GGUFTensorEntry): Promise<Uint8Array> {
-  const fh = await open(file.path, "r");
-  try {
-    const buf = new Uint8Array(t.byteLength);
-    await fh.read(buf, 0, t.byteLength, t.offset);
-    return buf;
-  } finally {
-    await fh.close();
-  }
 }
 
 function widen(type: GGMLType, bytes: Uint8Array): Float32Array {

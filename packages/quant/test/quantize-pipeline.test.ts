@@ -4,30 +4,18 @@
 // have the same type and the same bytes.
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { mkdtemp, open, rm } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ggmlTypeName, ggmlTypeTraits } from "../src/formats/ggml-type-traits.js";
-import { readGGUF, type GGUFFile, type GGUFTensorEntry } from "../src/formats/gguf-reader.js";
-import { GGMLType, GGUFValueType } from "../src/formats/gguf-types.js";
-import { GGUFWriter } from "../src/formats/gguf-writer.js";
+import { readGGUF, type GGUFFile } from "../src/formats/gguf-reader.js";
 import { convert } from "../src/pipeline.js";
 import { readImatrix } from "../src/quantize/imatrix.js";
 import { parseMethod } from "../src/quantize/methods.js";
 import { llamaModelQuantize } from "../src/quantize/native.js";
+import { tensorBytes, writeSyntheticImatrix } from "./quantize-helpers.js";
 
 const FIXTURES = join(import.meta.dirname, "..", "..", "..", "..", "shared", "fixtures", "models");
-
-async function bytesOf(file: GGUFFile, t: GGUFTensorEntry): Promise<Uint8Array> {
-  const fh = await open(file.path, "r");
-  try {
-    const buf = new Uint8Array(t.byteLength);
-    await fh.read(buf, 0, t.byteLength, t.offset);
-    return buf;
-  } finally {
-    await fh.close();
-  }
-}
 
 /** Differences between two GGUFs' tensors, matched by name; returns [problems, blocks compared]. */
 async function diffTensors(ours: GGUFFile, theirs: GGUFFile): Promise<[string[], number]> {
@@ -45,8 +33,8 @@ async function diffTensors(ours: GGUFFile, theirs: GGUFFile): Promise<[string[],
       problems.push(`${t.name}: ours ${ggmlTypeName(o.type)}, llama.cpp ${ggmlTypeName(t.type)}`);
       continue;
     }
-    const a = await bytesOf(ours, o);
-    const b = await bytesOf(theirs, t);
+    const a = await tensorBytes(ours, o);
+    const b = await tensorBytes(theirs, t);
     const bs = ggmlTypeTraits(t.type).typeSize;
     blocks += b.byteLength / bs;
     let bad = 0;
@@ -60,29 +48,6 @@ async function diffTensors(ours: GGUFFile, theirs: GGUFFile): Promise<[string[],
     if (bad > 0 || a.byteLength !== b.byteLength) problems.push(`${t.name} (${ggmlTypeName(t.type)}): ${bad} blocks differ, first #${first}`);
   }
   return [problems, blocks];
-}
-
-/** A crafted GGUF imatrix with random positive values for every 2-D/3-D weight of `file`. */
-async function syntheticImatrix(path: string, file: GGUFFile): Promise<void> {
-  const w = new GGUFWriter();
-  w.addKV({ key: "imatrix.datasets", type: GGUFValueType.ARRAY, itemType: GGUFValueType.STRING, value: ["synthetic"] });
-  w.addKV({ key: "imatrix.chunk_count", type: GGUFValueType.UINT32, value: 1 });
-  w.addKV({ key: "imatrix.chunk_size", type: GGUFValueType.UINT32, value: 512 });
-  const data: [string, Float32Array][] = [];
-  let s = 3;
-  for (const t of file.tensors) {
-    if (t.ne.length < 2 || t.name === "token_embd.weight" || t.name === "output.weight") continue;
-    const nMat = t.ne[2] ?? 1;
-    const sums = Float32Array.from({ length: t.ne[0]! * nMat }, () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32) ** 2 * 100);
-    const counts = new Float32Array(nMat).fill(512);
-    data.push([`${t.name}.in_sum2`, sums], [`${t.name}.counts`, counts]);
-    w.addTensorInfo({ name: `${t.name}.in_sum2`, shape: [nMat, t.ne[0]!], type: GGMLType.F32, byteLength: sums.byteLength });
-    w.addTensorInfo({ name: `${t.name}.counts`, shape: [nMat, 1], type: GGMLType.F32, byteLength: counts.byteLength });
-  }
-  await w.open(path);
-  await w.writeHeader();
-  for (const [n, d] of data) await w.writeTensorData(n, new Uint8Array(d.buffer));
-  await w.finish();
 }
 
 let dir: string;
@@ -123,7 +88,7 @@ describe("convert() with an importance matrix vs llama_model_quantize (synthetic
     const base = await convert({ model: join(FIXTURES, "llama-tiny"), output: join(dir, `im-base-${method}`), precisions: ["bf16"], threads: 2, force: true });
     const bf16 = base.files[0]!.path;
     const imPath = join(dir, `im-${method}.gguf`);
-    await syntheticImatrix(imPath, await readGGUF(bf16));
+    await writeSyntheticImatrix(imPath, await readGGUF(bf16));
     const r = await convert({ model: join(FIXTURES, "llama-tiny"), output: join(dir, `im-${method}`), precisions: [method], imatrixPath: imPath, threads: 2, force: true });
     const ref = join(dir, `im-${method}-ref.gguf`);
     await llamaModelQuantize({ input: bf16, output: ref, ftype: parseMethod(method).ftype, nThread: 2, imatrix: await readImatrix(imPath) });
