@@ -15,7 +15,7 @@
 import { InputError } from "@llama-pajamas/artifact";
 import { type MatMulInput, type MatMulObserver, EngineModel, EngineContext } from "../quantize/native.js";
 import { ImportanceMatrix } from "../quantize/imatrix.js";
-import { planChunks, runChunks, scoredPerChunk } from "../validation/chunks.js";
+import { planChunks, runChunks } from "../validation/chunks.js";
 import { newRowStats, rowStats, tokenNll } from "../validation/log-softmax.js";
 import { NllSums } from "../validation/perplexity.js";
 
