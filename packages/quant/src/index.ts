@@ -5,7 +5,7 @@ export { convert } from "./pipeline.js";
 export type { ConvertOptions, ConvertResult, ConvertedFile, ProgressEvent, QuantConfig } from "./pipeline.js";
 export { inspectModel, type ModelInfo } from "./info.js";
 export { METHODS, parseMethod, type QuantMethod } from "./quantize/methods.js";
-export { SUPPORTED_MODEL_TYPES } from "./architectures/index.js";
+export { SUPPORTED_MODEL_TYPES } from "@llama-pajamas/gguf/architectures/index.js";
 export { PIPELINE_VERSION } from "./version.js";
 export { resolveHubModel, type HubEvent, type HubOptions } from "./source/index.js";
 

@@ -2,10 +2,10 @@ import { stat } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { formatParamCount, PajamasError } from "@llama-pajamas/artifact";
-import { getArchitecture, SUPPORTED_MODEL_TYPES } from "./architectures/index.js";
-import { GGMLType } from "./formats/gguf-types.js";
-import { readGGUF } from "./formats/gguf-reader.js";
-import { openCheckpointTensors } from "./formats/safetensors.js";
+import { getArchitecture, SUPPORTED_MODEL_TYPES } from "@llama-pajamas/gguf/architectures/index.js";
+import { GGMLType } from "@llama-pajamas/gguf/formats/gguf-types.js";
+import { readGGUF } from "@llama-pajamas/gguf/formats/gguf-reader.js";
+import { openCheckpointTensors } from "@llama-pajamas/gguf/formats/safetensors.js";
 import { type HubOptions, openCheckpoint } from "./source/index.js";
 
 export interface ModelInfo {

@@ -14,14 +14,14 @@ import {
   OutputError,
   UsageError,
 } from "@llama-pajamas/artifact";
-import { getArchitecture } from "./architectures/index.js";
-import type { Architecture, HFConfig, TensorOptions, TensorPlan } from "./architectures/types.js";
-import { GGMLType, type GGUFKV, GGUFValueType, LlamaFtype } from "./formats/gguf-types.js";
-import { GGUFWriter } from "./formats/gguf-writer.js";
-import { tensorBytes } from "./formats/ggml-type-traits.js";
-import { openCheckpointTensors, type SafetensorsTensor } from "./formats/safetensors.js";
-import { converterTensorType } from "./float-policy.js";
-import { generalMetadata } from "./general-metadata.js";
+import { getArchitecture } from "@llama-pajamas/gguf/architectures/index.js";
+import type { Architecture, HFConfig, TensorOptions, TensorPlan } from "@llama-pajamas/gguf/architectures/types.js";
+import { GGMLType, type GGUFKV, GGUFValueType, LlamaFtype } from "@llama-pajamas/gguf/formats/gguf-types.js";
+import { GGUFWriter } from "@llama-pajamas/gguf/formats/gguf-writer.js";
+import { tensorBytes } from "@llama-pajamas/gguf/formats/ggml-type-traits.js";
+import { openCheckpointTensors, type SafetensorsTensor } from "@llama-pajamas/gguf/formats/safetensors.js";
+import { converterTensorType } from "@llama-pajamas/gguf/float-policy.js";
+import { generalMetadata } from "@llama-pajamas/gguf/general-metadata.js";
 import { imatrixMetadata, readImatrix } from "./quantize/imatrix.js";
 // calibrate / validate (issue 6): steps around the one pass, see calibration/convert-steps.ts.
 import type { CalibrateOptions } from "./calibration/calibrate.js";
@@ -33,7 +33,7 @@ import { chooseTensorTypes } from "./quantize/recipes.js";
 import { type HubOptions, openCheckpoint } from "./source/index.js";
 import type { LocalCheckpoint } from "./source/local.js";
 import { streamTensors } from "./tensor-stream.js";
-import { buildTokenizerKV } from "./tokenizer/index.js";
+import { buildTokenizerKV } from "@llama-pajamas/gguf/tokenizer/index.js";
 // MLX export (issue 5): a second pass over the checkpoint into mlx/, see mlx/export.ts.
 import { type AffineKernel, type MLXExportResult, MLX_FORMAT_VERSION, checkMLXRequest, exportMLX, mlxManifestEntry, parseFormats, resolvePrecisions } from "./mlx/index.js";
 import { PIPELINE_VERSION, RUNTIME_REQUIREMENT, LLAMA_CPP_VERSION } from "./version.js";

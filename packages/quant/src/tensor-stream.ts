@@ -13,11 +13,11 @@
 
 import { endianness } from "node:os";
 import { OutputError } from "@llama-pajamas/artifact";
-import { stackTensors } from "./architectures/transforms.js";
-import type { TensorPlan } from "./architectures/types.js";
-import { GGMLType } from "./formats/gguf-types.js";
-import type { GGUFWriter } from "./formats/gguf-writer.js";
-import { readTensorBytesInto, readTensorF32, type SafetensorsTensor } from "./formats/safetensors.js";
+import { stackTensors } from "@llama-pajamas/gguf/architectures/transforms.js";
+import type { TensorPlan } from "@llama-pajamas/gguf/architectures/types.js";
+import { GGMLType } from "@llama-pajamas/gguf/formats/gguf-types.js";
+import type { GGUFWriter } from "@llama-pajamas/gguf/formats/gguf-writer.js";
+import { readTensorBytesInto, readTensorF32, type SafetensorsTensor } from "@llama-pajamas/gguf/formats/safetensors.js";
 import { imatrixForTensor } from "./quantize/imatrix.js";
 import type { QuantizePool } from "./quantize/pool.js";
 import { SOURCE_DTYPE_BYTES, type SourceDtype, type ViaType } from "./quantize/rows.js";

@@ -2,8 +2,8 @@
 import { join } from "node:path";
 import { ConversionError, InputError } from "@llama-pajamas/artifact";
 import { describe, expect, it } from "vitest";
-import { getArchitecture } from "../src/architectures/index.js";
-import type { SourceTensorInfo } from "../src/architectures/types.js";
+import { getArchitecture } from "@llama-pajamas/gguf/architectures/index.js";
+import type { SourceTensorInfo } from "@llama-pajamas/gguf/architectures/types.js";
 import { FIXTURES, loadConfig, readSourceMap } from "./arch-helpers.js";
 
 const llamaDir = join(FIXTURES, "llama-tiny");

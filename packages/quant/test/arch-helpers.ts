@@ -4,7 +4,7 @@
 import { createHash } from "node:crypto";
 import { closeSync, existsSync, openSync, readFileSync, readSync, readdirSync } from "node:fs";
 import { join } from "node:path";
-import type { HFConfig, SourceTensorInfo } from "../src/architectures/types.js";
+import type { HFConfig, SourceTensorInfo } from "@llama-pajamas/gguf/architectures/types.js";
 
 export { FIXTURES } from "./helpers.js";
 import { REFERENCE } from "./helpers.js";

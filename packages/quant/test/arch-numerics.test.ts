@@ -2,9 +2,9 @@
 // float32, so the reference sha256 is the hash of the converter's float32 data.
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { getArchitecture } from "../src/architectures/index.js";
-import { addScalar, firstRows, llama3RopeFactors, permuteRopeRows, splitMiddle } from "../src/architectures/transforms.js";
-import type { TensorPlan } from "../src/architectures/types.js";
+import { getArchitecture } from "@llama-pajamas/gguf/architectures/index.js";
+import { addScalar, firstRows, llama3RopeFactors, permuteRopeRows, splitMiddle } from "@llama-pajamas/gguf/architectures/transforms.js";
+import type { TensorPlan } from "@llama-pajamas/gguf/architectures/types.js";
 import { FIXTURES, type LocatedTensor, loadConfig, loadRef, readF32, readSourceMap, sha256F32 } from "./arch-helpers.js";
 
 function produce(plan: TensorPlan, source: Map<string, LocatedTensor>): Float32Array {

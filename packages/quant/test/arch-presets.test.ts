@@ -6,10 +6,10 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { getArchitecture } from "../src/architectures/index.js";
-import type { ArchitectureMetadata, HFConfig, TensorPlan } from "../src/architectures/types.js";
-import { converterTensorType } from "../src/float-policy.js";
-import { GGMLType, GGUFValueType } from "../src/formats/gguf-types.js";
+import { getArchitecture } from "@llama-pajamas/gguf/architectures/index.js";
+import type { ArchitectureMetadata, HFConfig, TensorPlan } from "@llama-pajamas/gguf/architectures/types.js";
+import { converterTensorType } from "@llama-pajamas/gguf/float-policy.js";
+import { GGMLType, GGUFValueType } from "@llama-pajamas/gguf/formats/gguf-types.js";
 // @ts-expect-error plain-JS script without type declarations
 import { makeRandomCheckpoint } from "../../../scripts/make-random-checkpoint.mjs";
 import { FIXTURES, type LocatedTensor, loadConfig, readF32, readSourceMap, sha256F32 } from "./arch-helpers.js";

@@ -3,10 +3,10 @@
 // (names, order, shapes, and the storage type each outtype gives).
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { getArchitecture } from "../src/architectures/index.js";
-import type { TensorPlan } from "../src/architectures/types.js";
-import { converterTensorType } from "../src/float-policy.js";
-import { GGMLType, type GGUFKV, GGUFValueType } from "../src/formats/gguf-types.js";
+import { getArchitecture } from "@llama-pajamas/gguf/architectures/index.js";
+import type { TensorPlan } from "@llama-pajamas/gguf/architectures/types.js";
+import { converterTensorType } from "@llama-pajamas/gguf/float-policy.js";
+import { GGMLType, type GGUFKV, GGUFValueType } from "@llama-pajamas/gguf/formats/gguf-types.js";
 import { FIXTURES, loadConfig, loadRef, readSourceMap } from "./arch-helpers.js";
 
 const MODELS = ["qwen3-tiny", "llama-tiny", "mixtral-tiny"] as const;

@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseManifest } from "@llama-pajamas/artifact";
 import { convert, type ConvertResult } from "../src/pipeline.js";
-import { readGGUF } from "../src/formats/gguf-reader.js";
+import { readGGUF } from "@llama-pajamas/gguf/formats/gguf-reader.js";
 import { klDivergence } from "../src/validation/kl-divergence.js";
 import { startCli } from "./cli-helpers.js";
 import { EVAL_TEXT, FIXTURES, SHARED } from "./helpers.js";

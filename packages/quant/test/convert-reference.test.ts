@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { convert, type ConvertResult } from "../src/pipeline.js";
-import { diffSummaries, summarizeGGUF } from "../src/formats/gguf-summary.js";
+import { diffSummaries, summarizeGGUF } from "@llama-pajamas/gguf/formats/gguf-summary.js";
 import { FIXTURES, MODELS, REFERENCE } from "./helpers.js";
 
 /**

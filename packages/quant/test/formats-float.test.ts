@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { bf16ToF32, f16ToF32, f32BitsToF16Bits, f32ToBF16, f32ToF16, roundThroughBF16, roundThroughF16 } from "../src/formats/float.js";
+import { bf16ToF32, f16ToF32, f32BitsToF16Bits, f32ToBF16, f32ToF16, roundThroughBF16, roundThroughF16 } from "@llama-pajamas/gguf/formats/float.js";
 
 const fromBits = (bits: number[]): Float32Array => new Float32Array(Uint32Array.from(bits).buffer);
 const bitsOf = (f: Float32Array): number[] => Array.from(new Uint32Array(f.buffer, f.byteOffset, f.length));

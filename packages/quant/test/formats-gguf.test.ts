@@ -5,13 +5,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { InputError, OutputError } from "@llama-pajamas/artifact";
-import { f32ToF16 } from "../src/formats/float.js";
-import { ggmlTypeByName, ggmlTypeName, rowBytes, tensorBytes } from "../src/formats/ggml-type-traits.js";
-import { encodeKVValue } from "../src/formats/gguf-kv-encode.js";
-import { readGGUF, toGGUFKV } from "../src/formats/gguf-reader.js";
-import { diffSummaries, loadSummary, readLargeArrays, summarizeGGUF, type GGUFSummary } from "../src/formats/gguf-summary.js";
-import { GGMLType as T, GGUFValueType as V, type GGUFKV } from "../src/formats/gguf-types.js";
-import { GGUFWriter } from "../src/formats/gguf-writer.js";
+import { f32ToF16 } from "@llama-pajamas/gguf/formats/float.js";
+import { ggmlTypeByName, ggmlTypeName, rowBytes, tensorBytes } from "@llama-pajamas/gguf/formats/ggml-type-traits.js";
+import { encodeKVValue } from "@llama-pajamas/gguf/formats/gguf-kv-encode.js";
+import { readGGUF, toGGUFKV } from "@llama-pajamas/gguf/formats/gguf-reader.js";
+import { diffSummaries, loadSummary, readLargeArrays, summarizeGGUF, type GGUFSummary } from "@llama-pajamas/gguf/formats/gguf-summary.js";
+import { GGMLType as T, GGUFValueType as V, type GGUFKV } from "@llama-pajamas/gguf/formats/gguf-types.js";
+import { GGUFWriter } from "@llama-pajamas/gguf/formats/gguf-writer.js";
 import { REFERENCE } from "./helpers.js";
 
 /*

@@ -11,7 +11,7 @@ import {
   readSafetensorsHeader,
   readTensorBytes,
   readTensorF32,
-} from "../src/formats/safetensors.js";
+} from "@llama-pajamas/gguf/formats/safetensors.js";
 
 const MODELS = FIXTURES;
 let tmp: string;

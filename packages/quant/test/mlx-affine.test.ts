@@ -3,7 +3,7 @@
 // quantize), for every width and every packing edge. No MLX runs here: each expected word below
 // is worked out in the comment beside it, and a BigInt bit-stream packer cross-checks the rest.
 import { describe, expect, it } from "vitest";
-import { f32ToBF16 } from "../src/formats/float.js";
+import { f32ToBF16 } from "@llama-pajamas/gguf/formats/float.js";
 import {
   affineDequantize,
   affineGroupParams,
@@ -13,7 +13,7 @@ import {
   roundHalfAway,
   roundHalfEven,
   unpackRow,
-} from "../src/mlx/affine.js";
+} from "@llama-pajamas/gguf/mlx/affine.js";
 
 const hex = (words: ArrayLike<number>): string[] => Array.from(words, (w) => "0x" + w.toString(16).toUpperCase().padStart(8, "0"));
 const bf16 = (x: number): number => f32ToBF16(new Float32Array([x]))[0]!;

@@ -2,8 +2,8 @@
 // fixtures lack) and readers for what the exporter wrote.
 import { copyFile, mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { f32ToBF16 } from "../src/formats/float.js";
-import { readSafetensorsHeader, readTensorBytes, readTensorF32, type SafetensorsTensor } from "../src/formats/safetensors.js";
+import { f32ToBF16 } from "@llama-pajamas/gguf/formats/float.js";
+import { readSafetensorsHeader, readTensorBytes, readTensorF32, type SafetensorsTensor } from "@llama-pajamas/gguf/formats/safetensors.js";
 import { SafetensorsFileWriter } from "../src/mlx/safetensors-writer.js";
 import { FIXTURES } from "./helpers.js";
 

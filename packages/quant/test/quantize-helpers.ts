@@ -1,8 +1,8 @@
 // Helpers shared by the quantize differential tests.
 import { open } from "node:fs/promises";
-import type { GGUFFile, GGUFTensorEntry } from "../src/formats/gguf-reader.js";
-import { GGMLType, GGUFValueType } from "../src/formats/gguf-types.js";
-import { GGUFWriter } from "../src/formats/gguf-writer.js";
+import type { GGUFFile, GGUFTensorEntry } from "@llama-pajamas/gguf/formats/gguf-reader.js";
+import { GGMLType, GGUFValueType } from "@llama-pajamas/gguf/formats/gguf-types.js";
+import { GGUFWriter } from "@llama-pajamas/gguf/formats/gguf-writer.js";
 
 export /** Seeded normal-ish values (mulberry32 + sum of uniforms), column scales varying like real weights. */
 function randomMatrix(seed: number, ne: number[]): Float32Array {

@@ -6,8 +6,8 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ConversionError, InputError } from "@llama-pajamas/artifact";
-import { GGMLType, type GGUFKV, GGUFValueType } from "../src/formats/gguf-types.js";
-import { GGUFWriter } from "../src/formats/gguf-writer.js";
+import { GGMLType, type GGUFKV, GGUFValueType } from "@llama-pajamas/gguf/formats/gguf-types.js";
+import { GGUFWriter } from "@llama-pajamas/gguf/formats/gguf-writer.js";
 import { imatrixForTensor, parseLegacyImatrix, readImatrix } from "../src/quantize/imatrix.js";
 
 let dir: string;

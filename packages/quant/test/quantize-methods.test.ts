@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { UsageError } from "@llama-pajamas/artifact";
-import { GGMLType, LlamaFtype } from "../src/formats/gguf-types.js";
+import { GGMLType, LlamaFtype } from "@llama-pajamas/gguf/formats/gguf-types.js";
 import { METHODS, methodForFtype, parseMethod } from "../src/quantize/methods.js";
 import { ggmlBlockSize, ggmlTypeSize } from "../src/quantize/native.js";
 import { planTensorTypes, type RecipeModel, type RecipeTensor } from "../src/quantize/recipes.js";

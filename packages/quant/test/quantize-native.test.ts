@@ -4,9 +4,9 @@
 import { describe, expect, it } from "vitest";
 import { existsSync } from "node:fs";
 import { ConversionError, UsageError } from "@llama-pajamas/artifact";
-import { f32ToBF16, f32ToF16 } from "../src/formats/float.js";
-import { ggmlTypeTraits } from "../src/formats/ggml-type-traits.js";
-import { GGMLType, LlamaFtype } from "../src/formats/gguf-types.js";
+import { f32ToBF16, f32ToF16 } from "@llama-pajamas/gguf/formats/float.js";
+import { ggmlTypeTraits } from "@llama-pajamas/gguf/formats/ggml-type-traits.js";
+import { GGMLType, LlamaFtype } from "@llama-pajamas/gguf/formats/gguf-types.js";
 import {
   fp32ToBf16Row,
   fp32ToFp16Row,

@@ -8,8 +8,8 @@ import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { build } from "esbuild";
 import { UsageError } from "@llama-pajamas/artifact";
-import { bf16ToF32, f16ToF32, f32ToBF16, f32ToF16 } from "../src/formats/float.js";
-import { GGMLType } from "../src/formats/gguf-types.js";
+import { bf16ToF32, f16ToF32, f32ToBF16, f32ToF16 } from "@llama-pajamas/gguf/formats/float.js";
+import { GGMLType } from "@llama-pajamas/gguf/formats/gguf-types.js";
 import { quantizeRows } from "../src/quantize/native.js";
 import { QuantizePool, quantizeSync } from "../src/quantize/pool.js";
 

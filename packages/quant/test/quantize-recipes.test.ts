@@ -4,8 +4,8 @@
 // and names only, so this covers far more cases than the byte-level differential test.
 
 import { describe, expect, it } from "vitest";
-import { ggmlTypeName } from "../src/formats/ggml-type-traits.js";
-import { GGMLType, LlamaFtype } from "../src/formats/gguf-types.js";
+import { ggmlTypeName } from "@llama-pajamas/gguf/formats/ggml-type-traits.js";
+import { GGMLType, LlamaFtype } from "@llama-pajamas/gguf/formats/gguf-types.js";
 import { llamaReferenceTensorTypes, type ReferenceModelDesc } from "../src/quantize/native.js";
 import {
   blockIndex,

@@ -10,9 +10,9 @@ import { join } from "node:path";
 import { Tokenizer } from "@huggingface/tokenizers";
 import { getLlama, LlamaLogLevel, type Llama } from "node-llama-cpp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { GGUFWriter } from "../src/formats/gguf-writer.js";
-import { GGUFValueType, type GGUFKV } from "../src/formats/gguf-types.js";
-import { buildTokenizerKV } from "../src/tokenizer/index.js";
+import { GGUFWriter } from "@llama-pajamas/gguf/formats/gguf-writer.js";
+import { GGUFValueType, type GGUFKV } from "@llama-pajamas/gguf/formats/gguf-types.js";
+import { buildTokenizerKV } from "@llama-pajamas/gguf/tokenizer/index.js";
 import { EVAL_TEXT, FIXTURES, MODELS, REFERENCE, withTempDir } from "./helpers.js";
 
 const TOLERANCE = 0.0005; // 0.05%

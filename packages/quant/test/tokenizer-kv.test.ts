@@ -5,9 +5,9 @@ import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { GGUFValueType, type GGUFKV } from "../src/formats/gguf-types.js";
-import { encodeKVValue } from "../src/formats/gguf-kv-encode.js";
-import { buildTokenizerKV, mergeRankScores, TokenType } from "../src/tokenizer/index.js";
+import { GGUFValueType, type GGUFKV } from "@llama-pajamas/gguf/formats/gguf-types.js";
+import { encodeKVValue } from "@llama-pajamas/gguf/formats/gguf-kv-encode.js";
+import { buildTokenizerKV, mergeRankScores, TokenType } from "@llama-pajamas/gguf/tokenizer/index.js";
 import { FIXTURES, REFERENCE } from "./helpers.js";
 
 interface RefKV {

@@ -10,8 +10,8 @@ import {
   PieceType,
   SentencePieceModelType,
   TokenType,
-} from "../src/tokenizer/index.js";
-import { GGUFValueType } from "../src/formats/gguf-types.js";
+} from "@llama-pajamas/gguf/tokenizer/index.js";
+import { GGUFValueType } from "@llama-pajamas/gguf/formats/gguf-types.js";
 import { withTempDir } from "./helpers.js";
 
 // A minimal protobuf encoder: key = field << 3 | wire type; varints little-endian base 128.

@@ -4,11 +4,11 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { ConversionError } from "@llama-pajamas/artifact";
 import { describe, expect, it } from "vitest";
-import type { TokenizerFiles } from "../src/tokenizer/hf-files.js";
-import { KVList } from "../src/tokenizer/kv-list.js";
-import { parseMergesTxt } from "../src/tokenizer/merges.js";
-import { SpecialVocab } from "../src/tokenizer/special-vocab.js";
-import { buildTokenizerKV } from "../src/tokenizer/index.js";
+import type { TokenizerFiles } from "@llama-pajamas/gguf/tokenizer/hf-files.js";
+import { KVList } from "@llama-pajamas/gguf/tokenizer/kv-list.js";
+import { parseMergesTxt } from "@llama-pajamas/gguf/tokenizer/merges.js";
+import { SpecialVocab } from "@llama-pajamas/gguf/tokenizer/special-vocab.js";
+import { buildTokenizerKV } from "@llama-pajamas/gguf/tokenizer/index.js";
 import { withTempDir } from "./helpers.js";
 
 function files(dir: string, tokenizerJson?: object, tokenizerConfig?: object): TokenizerFiles {

@@ -12,9 +12,9 @@
 
 import { readFile } from "node:fs/promises";
 import { InputError } from "@llama-pajamas/artifact";
-import { readGGUF } from "../formats/gguf-reader.js";
-import { GGMLType, GGUFValueType } from "../formats/gguf-types.js";
-import { GGUFWriter } from "../formats/gguf-writer.js";
+import { readGGUF } from "@llama-pajamas/gguf/formats/gguf-reader.js";
+import { GGMLType, GGUFValueType } from "@llama-pajamas/gguf/formats/gguf-types.js";
+import { GGUFWriter } from "@llama-pajamas/gguf/formats/gguf-writer.js";
 import type { ImatrixEntry, ImatrixResult } from "./imatrix.js";
 
 export type ImatrixStats = Pick<ImatrixResult, "entries" | "datasets" | "chunkCount" | "chunkSize">;

@@ -11,7 +11,7 @@ export {
   affineQuantize,
   packRow,
   unpackRow,
-} from "./affine.js";
+} from "@llama-pajamas/gguf/mlx/affine.js";
 export { MLX_SHARD_BYTES, checkMLXRequest, type MLXExportOptions, type MLXExportResult, type MLXFile, type MLXProgressEvent, exportMLX } from "./export.js";
 export { MLX_FORMAT_VERSION, type MLXMetadata, filesDigest, mlxManifestEntry } from "./metadata.js";
 export { MLX_MODEL_TYPES } from "./models/index.js";

@@ -7,7 +7,7 @@
 import { createHash } from "node:crypto";
 import type { ManifestFormat } from "@llama-pajamas/artifact";
 import { RUNTIME_REQUIREMENT } from "../version.js";
-import type { AffineKernel, MLXFloatDtype } from "./affine.js";
+import type { AffineKernel, MLXFloatDtype } from "@llama-pajamas/gguf/mlx/affine.js";
 import type { MLXModule } from "./models/index.js";
 import type { MLXMethod, QuantizationPlan } from "./recipes.js";
 

@@ -7,7 +7,7 @@
 //   "mixed_2_6" ...    mlx-lm's recipes (--quant-predicate), which replace the model's predicate
 //   "bf16" "f16" "f32" no quantization; every float parameter cast (mlx_lm.convert --dtype)
 import { InputError } from "@llama-pajamas/artifact";
-import { type MLXFloatDtype, MLX_AFFINE_BITS, MLX_GROUP_SIZES, checkAffineParams } from "./affine.js";
+import { type MLXFloatDtype, MLX_AFFINE_BITS, MLX_GROUP_SIZES, checkAffineParams } from "@llama-pajamas/gguf/mlx/affine.js";
 import { type MLXModule, type QuantParams, type QuantPredicate, isQuantizable } from "./models/index.js";
 
 export interface MLXMethod {

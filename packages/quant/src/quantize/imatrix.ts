@@ -14,8 +14,8 @@
 
 import { readFile } from "node:fs/promises";
 import { ConversionError, InputError } from "@llama-pajamas/artifact";
-import { readGGUF } from "../formats/gguf-reader.js";
-import { GGMLType, GGUF_MAGIC, type GGUFKV, GGUFValueType } from "../formats/gguf-types.js";
+import { readGGUF } from "@llama-pajamas/gguf/formats/gguf-reader.js";
+import { GGMLType, GGUF_MAGIC, type GGUFKV, GGUFValueType } from "@llama-pajamas/gguf/formats/gguf-types.js";
 
 /** Most entries in a legacy file (a 1T-parameter MoE has a few thousand weight tensors). */
 export const IMATRIX_MAX_ENTRIES = 1_000_000;

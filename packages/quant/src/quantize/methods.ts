@@ -3,9 +3,9 @@
 // commit node-llama-cpp 3.21.1 ships (descriptions quote llama.cpp's Llama-3-8B numbers).
 
 import { UsageError } from "@llama-pajamas/artifact";
-import { ggmlTypeTraits } from "../formats/ggml-type-traits.js";
-import { GGMLType, LlamaFtype } from "../formats/gguf-types.js";
-import { tensorBytes } from "../formats/ggml-type-traits.js";
+import { ggmlTypeTraits } from "@llama-pajamas/gguf/formats/ggml-type-traits.js";
+import { GGMLType, LlamaFtype } from "@llama-pajamas/gguf/formats/gguf-types.js";
+import { tensorBytes } from "@llama-pajamas/gguf/formats/ggml-type-traits.js";
 import { chooseTensorTypes, ftypeDefaultType, type RecipeTensor } from "./recipes.js";
 
 export interface QuantMethod {

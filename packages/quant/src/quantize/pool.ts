@@ -14,7 +14,7 @@ import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import { ConversionError, InputError, UsageError } from "@llama-pajamas/artifact";
-import type { GGMLType } from "../formats/gguf-types.js";
+import type { GGMLType } from "@llama-pajamas/gguf/formats/gguf-types.js";
 import { quantizeRows } from "./native.js";
 import { encodeRows, type RowsRequest, SOURCE_DTYPE_BYTES } from "./rows.js";
 import type { ChunkReply, ChunkRequest } from "./worker.js";

@@ -3,8 +3,8 @@
 // tensor_allows_quantization, tensor_requires_imatrix, plus the model facts they read
 // (LLM_TYPE_70B, weight_name_comparer). recipes.ts holds the stateful mixture rules.
 
-import { findGGMLTypeTraits, GGML_TYPE_Q1_0, GGML_TYPE_Q2_0 } from "../formats/ggml-type-traits.js";
-import { GGMLType, LlamaFtype } from "../formats/gguf-types.js";
+import { findGGMLTypeTraits, GGML_TYPE_Q1_0, GGML_TYPE_Q2_0 } from "@llama-pajamas/gguf/formats/ggml-type-traits.js";
+import { GGMLType, LlamaFtype } from "@llama-pajamas/gguf/formats/gguf-types.js";
 
 // llama_ftype values llama.h has that the shared LlamaFtype enum does not name.
 export const LLAMA_FTYPE_MOSTLY_TQ1_0 = 36;

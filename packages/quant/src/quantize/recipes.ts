@@ -10,8 +10,8 @@
 //
 // Pure TypeScript: no native code, so plans and `list-methods` work without the libraries.
 
-import { GGML_TYPE_Q2_0, ggmlTypeName } from "../formats/ggml-type-traits.js";
-import { GGMLType, LlamaFtype } from "../formats/gguf-types.js";
+import { GGML_TYPE_Q2_0, ggmlTypeName } from "@llama-pajamas/gguf/formats/ggml-type-traits.js";
+import { GGMLType, LlamaFtype } from "@llama-pajamas/gguf/formats/gguf-types.js";
 import {
   blck,
   blockIndex,

@@ -4,8 +4,8 @@
 // pipeline's main thread only reads and writes.
 
 import { UsageError } from "@llama-pajamas/artifact";
-import { bf16ToF32, f16ToF32, f32ToBF16, f32ToF16, roundThroughBF16, roundThroughF16 } from "../formats/float.js";
-import { GGMLType } from "../formats/gguf-types.js";
+import { bf16ToF32, f16ToF32, f32ToBF16, f32ToF16, roundThroughBF16, roundThroughF16 } from "@llama-pajamas/gguf/formats/float.js";
+import { GGMLType } from "@llama-pajamas/gguf/formats/gguf-types.js";
 import { quantizeRows } from "./native.js";
 
 /** Element types the source bytes may hold (little-endian, row-major). */

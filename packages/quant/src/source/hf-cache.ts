@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { copyFile, lstat, mkdir, readdir, readFile, rename, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { dirname, join, relative } from "node:path";
 import { InputError } from "@llama-pajamas/artifact";
-import { SAFETENSORS_MAX_INDEX_BYTES } from "../formats/safetensors.js";
+import { SAFETENSORS_MAX_INDEX_BYTES } from "@llama-pajamas/gguf/formats/safetensors.js";
 import { COMMIT_HASH } from "./hub-id.js";
 
 /**

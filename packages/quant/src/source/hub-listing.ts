@@ -2,7 +2,7 @@ import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { InputError } from "@llama-pajamas/artifact";
-import { compareCodePoints } from "../formats/safetensors.js";
+import { compareCodePoints } from "@llama-pajamas/gguf/formats/safetensors.js";
 import { CONVERSION_FILES, INDEX_FILE, isPlainFileName } from "./hf-cache.js";
 import type { BlobTask } from "./hub-download.js";
 import { describeNetworkError, hubGet, hubHttpError, readTextLimited, TransientHubError } from "./hub-http.js";

@@ -2,7 +2,7 @@ import { constants } from "node:fs";
 import { access, readdir, readFile, stat } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
 import { InputError } from "@llama-pajamas/artifact";
-import type { HFConfig } from "../architectures/types.js";
+import type { HFConfig } from "@llama-pajamas/gguf/architectures/types.js";
 
 /** A checkpoint directory on disk, checked enough to start reading it. */
 export interface LocalCheckpoint {

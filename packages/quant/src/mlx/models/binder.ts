@@ -1,7 +1,7 @@
 // Binds the parameters mlx-lm's model expects to the checkpoint's tensors, checking shapes as
 // mlx-lm's strict load_weights does, and composes the llama-like blocks the model files share.
 import { ConversionError, InputError } from "@llama-pajamas/artifact";
-import type { HFConfig, SourceTensorInfo } from "../../architectures/types.js";
+import type { HFConfig, SourceTensorInfo } from "@llama-pajamas/gguf/architectures/types.js";
 import type { MLXModule, MLXModuleKind, MLXParam, SourceRun } from "./types.js";
 
 const elements = (shape: readonly number[]): number => shape.reduce((a, b) => a * b, 1);

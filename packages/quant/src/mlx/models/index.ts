@@ -1,6 +1,6 @@
 // MLX model files by config.json model_type, with mlx-lm's MODEL_REMAPPING aliases.
 import { ConversionError } from "@llama-pajamas/artifact";
-import type { HFConfig } from "../../architectures/types.js";
+import type { HFConfig } from "@llama-pajamas/gguf/architectures/types.js";
 import { llama } from "./llama.js";
 import { mixtral } from "./mixtral.js";
 import { qwen2 } from "./qwen2.js";

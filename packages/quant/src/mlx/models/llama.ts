@@ -1,6 +1,6 @@
 // mlx_lm/models/llama.py (also mistral, via MODEL_REMAPPING): HF names unchanged; sanitize drops
 // rotary_emb.inv_freq and, when tied, lm_head.weight. tie_word_embeddings defaults to True.
-import type { HFConfig } from "../../architectures/types.js";
+import type { HFConfig } from "@llama-pajamas/gguf/architectures/types.js";
 import { Binder, attention, blockNorms, decoder, intField, isRotaryInvFreq, mlp } from "./binder.js";
 import { pyBool } from "./config.js";
 import type { MLXModelFile } from "./types.js";

@@ -1,7 +1,7 @@
 // The MLX side of an architecture: the parameters of mlx-lm's Model for a config, in the order
 // model.parameters() flattens them, each bound to the HF tensors it is made of (mlx-lm's
 // `sanitize`: renames, dropped tensors, experts stacked along a new first axis).
-import type { HFConfig, SourceTensorInfo } from "../../architectures/types.js";
+import type { HFConfig, SourceTensorInfo } from "@llama-pajamas/gguf/architectures/types.js";
 
 /** The mlx.nn leaf module types whose parameters we write. */
 export type MLXModuleKind = "linear" | "embedding" | "switch_linear" | "rms_norm";
