@@ -1,4 +1,5 @@
 import { formatParamCount } from "@llama-pajamas/artifact";
+import type { ArchitectureMetadata } from "./architectures/types.js";
 import { type GGUFKV, GGUFValueType } from "./formats/gguf-types.js";
 
 /**
@@ -50,4 +51,23 @@ function titleCase(name: string): string {
     .filter((w) => w.length > 0)
     .map((w) => w[0]!.toUpperCase() + w.slice(1))
     .join(" ");
+}
+
+/**
+ * Every KV of a GGUF in llama.cpp's converter order (see ArchitectureMetadata):
+ * general.architecture, the architecture's early keys, the other general.* keys, the
+ * architecture keys, general.file_type, the late architecture keys,
+ * general.quantization_version, then the tokenizer.
+ */
+export function ggufHeaderKVs(o: { general: readonly GGUFKV[]; arch: ArchitectureMetadata; fileType: number; tokenizer: readonly GGUFKV[] }): GGUFKV[] {
+  return [
+    o.general[0]!, // general.architecture
+    ...o.arch.afterArchitecture,
+    ...o.general.slice(1),
+    ...o.arch.beforeFileType,
+    { key: "general.file_type", type: GGUFValueType.UINT32, value: o.fileType },
+    ...o.arch.afterFileType,
+    { key: "general.quantization_version", type: GGUFValueType.UINT32, value: 2 },
+    ...o.tokenizer,
+  ];
 }

@@ -1,4 +1,3 @@
-import { existsSync } from "node:fs";
 import { mkdir, rename, rm, stat, writeFile, readdir } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import {
@@ -14,14 +13,14 @@ import {
   OutputError,
   UsageError,
 } from "@llama-pajamas/artifact";
-import { getArchitecture } from "@llama-pajamas/gguf/architectures/index.js";
-import type { Architecture, HFConfig, TensorOptions, TensorPlan } from "@llama-pajamas/gguf/architectures/types.js";
-import { GGMLType, type GGUFKV, GGUFValueType, LlamaFtype } from "@llama-pajamas/gguf/formats/gguf-types.js";
+import { getArchitecture, tensorOptionsFor } from "@llama-pajamas/gguf/architectures/index.js";
+import type { Architecture, HFConfig, TensorPlan } from "@llama-pajamas/gguf/architectures/types.js";
+import { GGMLType, LlamaFtype } from "@llama-pajamas/gguf/formats/gguf-types.js";
 import { GGUFWriter } from "@llama-pajamas/gguf/formats/gguf-writer.js";
 import { tensorBytes } from "@llama-pajamas/gguf/formats/ggml-type-traits.js";
 import { openCheckpointTensors, type SafetensorsTensor } from "@llama-pajamas/gguf/formats/safetensors.js";
 import { converterTensorType } from "@llama-pajamas/gguf/float-policy.js";
-import { generalMetadata } from "@llama-pajamas/gguf/general-metadata.js";
+import { generalMetadata, ggufHeaderKVs } from "@llama-pajamas/gguf/general-metadata.js";
 import { imatrixMetadata, readImatrix } from "./quantize/imatrix.js";
 // calibrate / validate (issue 6): steps around the one pass, see calibration/convert-steps.ts.
 import type { CalibrateOptions } from "./calibration/calibrate.js";
@@ -162,7 +161,7 @@ async function convertOnce(opts: ConvertOptions): Promise<ConvertResult> {
     ggufArch: arch.ggufArch,
     modelType: String(ckpt.config.model_type),
   });
-  const plans = arch.tensors(ckpt.config, sources, tensorOptions(ckpt.dir, tokenizerKV));
+  const plans = arch.tensors(ckpt.config, sources, tensorOptionsFor(ckpt.dir, tokenizerKV));
   const summary = arch.summary(ckpt.config);
   const params = countParams(plans);
   const archKV = arch.metadata(ckpt.config);
@@ -189,16 +188,7 @@ async function convertOnce(opts: ConvertOptions): Promise<ConvertResult> {
       const types = tensorTypesFor(method, plans, intermediateTypes, arch, ckpt.config, imatrix !== undefined);
       const file = `${stem}-${method.name.toLowerCase()}.gguf`;
       const writer = new GGUFWriter();
-      const kv: GGUFKV[] = [
-        generalKV[0]!, // general.architecture
-        ...archKV.afterArchitecture,
-        ...generalKV.slice(1),
-        ...archKV.beforeFileType,
-        { key: "general.file_type", type: GGUFValueType.UINT32, value: method.ftype },
-        ...archKV.afterFileType,
-        { key: "general.quantization_version", type: GGUFValueType.UINT32, value: 2 },
-        ...tokenizerKV,
-      ];
+      const kv = ggufHeaderKVs({ general: generalKV, arch: archKV, fileType: method.ftype, tokenizer: tokenizerKV });
       if (imatrix && method.usesImatrix) kv.push(...imatrixMetadata(opts.imatrixLabel ?? opts.imatrixPath!, imatrix));
       for (const e of kv) writer.addKV(e);
       const tensorTypes: Record<string, number> = {};
@@ -300,16 +290,6 @@ function parsePrecision(name: string): QuantMethod {
     if (e instanceof UsageError) throw new InputError(e.message, { code: "E_PRECISION" });
     throw e;
   }
-}
-
-/**
- * gemma3 without tokenizer.model: llama.cpp trims token_embd to the vocabulary it wrote
- * (conversion/gemma.py), so the plan needs the token count.
- */
-function tensorOptions(dir: string, tokenizerKV: GGUFKV[]): TensorOptions {
-  if (existsSync(join(dir, "tokenizer.model"))) return {};
-  const tokens = tokenizerKV.find((kv) => kv.key === "tokenizer.ggml.tokens");
-  return tokens && tokens.type === GGUFValueType.ARRAY ? { tokenizerVocabCount: tokens.value.length } : {};
 }
 
 function dedupe(methods: QuantMethod[]): QuantMethod[] {

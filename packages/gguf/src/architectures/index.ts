@@ -8,7 +8,10 @@ import { phi3 } from "./phi3.js";
 import { qwen2 } from "./qwen2.js";
 import { qwen3 } from "./qwen3.js";
 import { qwen3_moe } from "./qwen3_moe.js";
-import type { Architecture, HFConfig } from "./types.js";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { type GGUFKV, GGUFValueType } from "../formats/gguf-types.js";
+import type { Architecture, HFConfig, TensorOptions } from "./types.js";
 
 export type { Architecture, ArchitectureMetadata, ArchitectureSummary, HFConfig, SourceTensorInfo, TensorOptions, TensorPlan } from "./types.js";
 
@@ -38,4 +41,14 @@ export function getArchitecture(config: HFConfig): Architecture {
     `unsupported architecture "${hfArch ?? "(no architectures in config.json)"}" (model_type "${modelType ?? "(none)"}")${detail}`,
     { code: "E_UNSUPPORTED_ARCH" },
   );
+}
+
+/**
+ * Facts a plan needs beyond config.json: gemma3 without tokenizer.model has token_embd trimmed
+ * to the vocabulary the tokenizer KVs hold (conversion/gemma.py), so the plan gets the count.
+ */
+export function tensorOptionsFor(dir: string, tokenizerKV: readonly GGUFKV[]): TensorOptions {
+  if (existsSync(join(dir, "tokenizer.model"))) return {};
+  const tokens = tokenizerKV.find((kv) => kv.key === "tokenizer.ggml.tokens");
+  return tokens && tokens.type === GGUFValueType.ARRAY ? { tokenizerVocabCount: tokens.value.length } : {};
 }
