@@ -147,12 +147,14 @@ describe("the collector (llama-imatrix's rules)", () => {
 });
 
 describe("calibration text", () => {
-  it("defaults to the built-in text, reads files, and refuses datasets it cannot fetch", async () => {
+  it("defaults to the built-in text, reads files, and says what to do when a dataset cannot be had", async () => {
     const d = await calibrationText();
     expect(d.text.byteLength).toBeGreaterThan(200_000);
     expect(Buffer.from(d.text).subarray(0, 6).toString()).toBe("sunau ");
     expect((await calibrationText({ file: CALIB })).name).toBe(CALIB);
-    await expect(calibrationText({ dataset: "wikitext" })).rejects.toThrow(/calibration-file/);
+    // offline with an empty cache (no request is made; calibration-hub-*.test.ts covers fetching)
+    const offline = { HF_HUB_OFFLINE: "1", HF_HOME: join(tmpdir(), "lp-no-such-hf-home") };
+    await expect(calibrationText({ dataset: "wikitext", hub: { env: offline } })).rejects.toThrow(/calibration-file/);
     await expect(calibrationText({ dataset: "pile" })).rejects.toThrow(/unknown calibration dataset/);
   });
 });

@@ -3,10 +3,11 @@
 // in the artifact as imatrix.gguf; and, after the artifact is written, validate() of its first
 // quantized GGUF against the F16 model, which fills the manifest's validation block.
 
-import { copyFile } from "node:fs/promises";
+import { copyFile, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { UsageError } from "@llama-pajamas/artifact";
+import { METADATA_FILE, UsageError } from "@llama-pajamas/artifact";
 import { IMATRIX_FILE, calibrateCheckpoint, type Calibration } from "./calibrate.js";
+import type { CalibrationTextInfo } from "./text.js";
 import type { ConvertOptions, ConvertResult } from "../pipeline.js";
 import { type ValidateOptions, validate } from "../validation/validate.js";
 
@@ -22,6 +23,8 @@ export interface ConvertCalibrationResult {
   perplexity: number;
   unroutedExperts: { tensor: string; experts: number[] }[];
   seconds: number;
+  /** The calibration text (also in gguf/metadata.json's `calibration` block). */
+  text: CalibrationTextInfo;
 }
 
 const FLOAT = new Set(["F16", "BF16", "F32"]);
@@ -42,6 +45,7 @@ export async function convertWithSteps(
         calibrate: { ...opts.calibrate, threads: opts.calibrate.threads ?? opts.threads },
         convertF16: f16Of,
         signal: opts.signal,
+        hub: opts.hub && { env: opts.hub.env, settings: opts.hub.settings, retryDelayMs: opts.hub.retryDelayMs },
       });
     }
     const result = await convertOnce(
@@ -51,7 +55,16 @@ export async function convertWithSteps(
       const kept = join(result.outputDir, IMATRIX_FILE);
       await copyFile(cal.imatrixPath, kept);
       const r = cal.result;
-      result.calibration = { imatrixPath: kept, chunks: r.chunkCount, tokens: r.tokens, perplexity: r.perplexity, unroutedExperts: r.unroutedExperts, seconds: r.seconds };
+      result.calibration = {
+        imatrixPath: kept,
+        chunks: r.chunkCount,
+        tokens: r.tokens,
+        perplexity: r.perplexity,
+        unroutedExperts: r.unroutedExperts,
+        seconds: r.seconds,
+        text: cal.text.info,
+      };
+      await recordCalibration(join(result.outputDir, "gguf", METADATA_FILE), cal);
     }
     if (opts.validate) {
       const v = typeof opts.validate === "object" ? opts.validate : {};
@@ -71,4 +84,38 @@ export async function convertWithSteps(
   } finally {
     await cal?.cleanup();
   }
+}
+
+/**
+ * gguf/metadata.json gets a `calibration` block: the imatrix file, its windows, and the text
+ * that went through the model (dataset, config, split and rows, or the file; bytes and sha256),
+ * so the artifact says what it was calibrated on. No GGUF output, no metadata.json: nothing to do.
+ */
+async function recordCalibration(metadataPath: string, cal: Calibration): Promise<void> {
+  let raw: Record<string, unknown>;
+  try {
+    raw = JSON.parse(await readFile(metadataPath, "utf8")) as Record<string, unknown>;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return;
+    throw e;
+  }
+  const t = cal.text.info;
+  raw.calibration = {
+    imatrix: IMATRIX_FILE,
+    chunks: cal.result.chunkCount,
+    chunk_size: cal.result.chunkSize,
+    tokens: cal.result.tokens,
+    text: {
+      source: t.source,
+      name: cal.text.name,
+      ...(t.path !== undefined ? { path: t.path } : {}),
+      ...(t.dataset !== undefined ? { dataset: t.dataset, config: t.config, split: t.split, rows: t.rows } : {}),
+      ...(t.chatTemplate ? { chat_template: true } : {}),
+      bytes: t.bytes,
+      sha256: t.sha256,
+    },
+  };
+  const tmp = `${metadataPath}.tmp-${process.pid}`;
+  await writeFile(tmp, JSON.stringify(raw, null, 2) + "\n");
+  await rename(tmp, metadataPath);
 }

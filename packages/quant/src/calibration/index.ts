@@ -3,4 +3,12 @@
 export { type CalibrateOptions, type Calibration, DEFAULT_CALIBRATION_SAMPLES, IMATRIX_FILE, calibrateCheckpoint } from "./calibrate.js";
 export { type ComputeImatrixOptions, type ImatrixEntry, type ImatrixResult, ImatrixCollector, computeImatrix, importanceFromImatrix } from "./imatrix.js";
 export { type ImatrixStats, readImatrixStats, writeImatrixGGUF } from "./imatrix-file.js";
-export { CALIBRATION_DATASETS, type CalibrationText, calibrationText } from "./text.js";
+export { CHAT_TURN_BYTES, chatTurns, formatAsChat } from "./chat-format.js";
+export {
+  CALIBRATION_DATASETS,
+  CALIBRATION_DATASET_SOURCES,
+  type CalibrationText,
+  type CalibrationTextInfo,
+  type CalibrationTextOptions,
+  calibrationText,
+} from "./text.js";

@@ -1,7 +1,9 @@
 import { UsageError } from "@llama-pajamas/artifact";
 import type { CalibrateOptions } from "../calibration/calibrate.js";
+import { parseCalibrationDataset } from "../calibration/text.js";
 import type { ConvertValidateOptions } from "../calibration/convert-steps.js";
 import type { ConvertResult } from "../pipeline.js";
+import { parseMMLUSource } from "../validation/mmlu-source.js";
 import { formatValidationReport, parseMetrics, validate, validationSummary, type ValidateProgress } from "../validation/validate.js";
 import { type Command, optionalInt, requireString } from "./args.js";
 import { downloadProgress } from "./download-progress.js";
@@ -30,9 +32,16 @@ Optional:
   --batch N            logical batch (default 2048: four 512-token windows per decode)
   --threads N          CPU threads (default: all cores)
   --method NAME        which GGUF of an artifact directory, e.g. Q4_K_M
-  --mmlu-file FILE     multiple-choice questions, JSONL ({question, choices, answer}) or MMLU CSV
-                       (question,A,B,C,D,answer); default: the built-in set (40 questions)
-  --mmlu-limit N       at most N questions
+  --mmlu SOURCE        multiple-choice questions: builtin (default, 40 questions), a file (JSONL
+                       {question, choices, answer} or MMLU CSV question,A,B,C,D,answer), or a hub
+                       dataset in cais/mmlu's layout, org/name[:config[:split]]: cais/mmlu is
+                       config all, split test (14,042 questions), read through the dataset viewer
+                       (HF_DATASETS_SERVER) and kept in HF_DATASETS_CACHE (default
+                       HF_HOME/datasets); HF_HUB_OFFLINE=1 uses that cache only
+  --mmlu-file FILE     the same as --mmlu FILE
+  --mmlu-questions N   at most N questions, spread evenly over the set (every subject keeps its
+                       share; from the hub, only the pages holding them are fetched)
+  --mmlu-limit N       the same as --mmlu-questions N
   --llama-cpp-kld      read the original's log-probabilities through llama-perplexity's 16-bit
                        encoding, so the KLD figures equal llama.cpp's digit for digit
   --no-manifest        do not write the artifact's manifest.json / validation.md
@@ -77,7 +86,9 @@ export const validateCommand: Command = {
     batch: { type: "string" },
     threads: { type: "string" },
     method: { type: "string" },
+    mmlu: { type: "string" },
     "mmlu-file": { type: "string" },
+    "mmlu-questions": { type: "string" },
     "mmlu-limit": { type: "string" },
     "llama-cpp-kld": { type: "boolean" },
     "no-manifest": { type: "boolean" },
@@ -89,11 +100,16 @@ export const validateCommand: Command = {
     const original = requireString(values, "original", usage);
     const quantized = requireString(values, "quantized", usage);
     const metrics = parseMetrics(String(values.metrics ?? "perplexity,kld"));
-    const mmluFile = values["mmlu-file"] as string | undefined;
-    const mmluLimit = optionalInt(values, "mmlu-limit");
-    if ((mmluFile !== undefined || mmluLimit !== undefined) && !metrics.includes("mmlu")) {
-      throw new UsageError("--mmlu-file / --mmlu-limit apply to the mmlu metric; add it to --metrics");
+    const mmluFlags = ["mmlu", "mmlu-file", "mmlu-questions", "mmlu-limit"].filter((k) => values[k] !== undefined);
+    if (mmluFlags.length > 0 && !metrics.includes("mmlu")) {
+      throw new UsageError(`--${mmluFlags[0]} applies to the mmlu metric; add it to --metrics`);
     }
+    if (values.mmlu !== undefined && values["mmlu-file"] !== undefined) throw new UsageError("give either --mmlu or --mmlu-file, not both");
+    if (values["mmlu-questions"] !== undefined && values["mmlu-limit"] !== undefined) {
+      throw new UsageError("give either --mmlu-questions or --mmlu-limit (the same thing), not both");
+    }
+    const mmluSource = typeof values.mmlu === "string" ? await parseMMLUSource(values.mmlu) : { path: values["mmlu-file"] as string | undefined };
+    const mmluLimit = optionalInt(values, "mmlu-questions") ?? optionalInt(values, "mmlu-limit");
     const evalFlags = ["text", "ctx", "chunks", "batch", "llama-cpp-kld"].filter((k) => values[k] !== undefined);
     if (evalFlags.length > 0 && !metrics.includes("perplexity") && !metrics.includes("kld")) {
       throw new UsageError(`--${evalFlags[0]} applies to perplexity and kld; add one of them to --metrics`);
@@ -116,7 +132,7 @@ export const validateCommand: Command = {
         chunks: optionalInt(values, "chunks"),
         batch: optionalInt(values, "batch"),
         threads: optionalInt(values, "threads"),
-        mmlu: metrics.includes("mmlu") ? { path: mmluFile, limit: mmluLimit } : undefined,
+        mmlu: metrics.includes("mmlu") ? { ...mmluSource, limit: mmluLimit } : undefined,
         base16Bit: values["llama-cpp-kld"] === true,
         updateArtifact: values["no-manifest"] !== true,
         onProgress: progress,
@@ -147,7 +163,16 @@ export const CONVERT_STEP_USAGE = `  --calibrate          compute an importance 
                        first (llama-imatrix's method), quantize every GGUF type with it, and
                        keep it as imatrix.gguf in the artifact
   --calibration-file F calibration text (default: built-in Python documentation text)
-  --calibration-dataset wikitext|c4   calibration text from the hub (not available yet)
+  --calibration-dataset wikitext|c4
+                       calibration text from the Hugging Face hub: wikitext = Salesforce/wikitext
+                       wikitext-2-raw-v1 train (wiki.train.raw), c4 = allenai/c4 en validation;
+                       only the rows that samples x ctx tokens need, read through the dataset
+                       viewer (HF_DATASETS_SERVER) and kept in HF_DATASETS_CACHE (default
+                       HF_HOME/datasets), so the next run needs no network; HF_HUB_OFFLINE=1
+                       uses that cache only
+  --calibration-chat-template
+                       put the calibration text through the model's chat template first, as
+                       user turns of about 1 KiB (special tokens parsed), for chat models
   --calibration-samples N  windows of calibration text (default 128)
   --calibration-ctx N  tokens per window (default 512)
   --validate           after writing, measure the first quantized GGUF against F16 (perplexity,
@@ -161,6 +186,7 @@ export const CONVERT_STEP_OPTIONS = {
   "calibration-dataset": { type: "string" },
   "calibration-samples": { type: "string" },
   "calibration-ctx": { type: "string" },
+  "calibration-chat-template": { type: "boolean" },
   validate: { type: "boolean" },
   "validate-text": { type: "string" },
   "validate-chunks": { type: "string" },
@@ -170,11 +196,15 @@ export function convertStepOptions(values: Record<string, string | boolean | und
   calibrate?: CalibrateOptions;
   validate?: ConvertValidateOptions;
 } {
-  const calibrationFlags = ["calibration-file", "calibration-dataset", "calibration-samples", "calibration-ctx"].filter((k) => values[k] !== undefined);
+  const calibrationFlags = ["calibration-file", "calibration-dataset", "calibration-samples", "calibration-ctx", "calibration-chat-template"].filter((k) => values[k] !== undefined);
   if (calibrationFlags.length > 0 && values.calibrate !== true) throw new UsageError(`--${calibrationFlags[0]} applies with --calibrate`);
   const validateFlags = ["validate-text", "validate-chunks"].filter((k) => values[k] !== undefined);
   if (validateFlags.length > 0 && values.validate !== true) throw new UsageError(`--${validateFlags[0]} applies with --validate`);
   if (values.calibrate === true && values.imatrix !== undefined) throw new UsageError("--calibrate computes the importance matrix; drop --imatrix, or drop --calibrate");
+  if (values["calibration-file"] !== undefined && values["calibration-dataset"] !== undefined) {
+    throw new UsageError("give either --calibration-file or --calibration-dataset, not both");
+  }
+  if (typeof values["calibration-dataset"] === "string") parseCalibrationDataset(values["calibration-dataset"]);
   return {
     calibrate:
       values.calibrate === true
@@ -183,6 +213,7 @@ export function convertStepOptions(values: Record<string, string | boolean | und
             dataset: values["calibration-dataset"] as string | undefined,
             samples: optionalInt(values, "calibration-samples"),
             ctx: optionalInt(values, "calibration-ctx", 4),
+            ...(values["calibration-chat-template"] === true ? { chatTemplate: true } : {}),
           }
         : undefined,
     validate:
@@ -198,6 +229,9 @@ export function convertStepSummary(result: ConvertResult): string {
   const c = result.calibration;
   if (c) {
     out += `imatrix  ${c.chunks} chunks, ${c.tokens} tokens, calibration PPL ${c.perplexity.toFixed(4)}  ${c.imatrixPath}\n`;
+    const t = c.text;
+    const what = t.source === "dataset" ? `${t.dataset} (${t.config}, ${t.split}), rows 0-${t.rows! - 1}` : t.source === "file" ? t.path : "built-in";
+    out += `         calibration text: ${what}${t.chatTemplate ? " as chat turns" : ""}, ${t.bytes} bytes, sha256 ${t.sha256.slice(0, 16)}…\n`;
     for (const u of c.unroutedExperts) out += `warning: no calibration token reached experts ${u.experts.join(", ")} of ${u.tensor} (importance 1 there)\n`;
   }
   if (result.validation) out += formatValidationReport(result.validation);

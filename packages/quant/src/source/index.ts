@@ -10,6 +10,7 @@ import { type LocalCheckpoint, openLocalCheckpoint } from "./local.js";
 export { type HubEvent, type HubOptions, type HubSnapshot, resolveHubModel } from "./hub.js";
 export { type HubModelId, parseHubId } from "./hub-id.js";
 export { type HubSettings, hubSettingsFromEnv } from "./hub-settings.js";
+export { DATASETS_SERVER, type DatasetRowsOptions, type DatasetSplitId, DatasetRows, datasetsCacheDir } from "./datasets.js";
 export { type LocalCheckpoint, openLocalCheckpoint } from "./local.js";
 
 export interface SourceOptions extends HubOptions {

@@ -4,12 +4,14 @@
 export { DEFAULT_BATCH, DEFAULT_CTX, type ChunkPlan, planChunks } from "./chunks.js";
 export { type KLDivergenceOptions, type KLDivergenceResult, klDivergence } from "./kl-divergence.js";
 export { BUILTIN_MMLU } from "./mmlu-builtin.js";
+export { MMLU_DATASET, type MMLUQuestionSet, type MMLUSourceOptions, mmluQuestions, parseMMLUDataset } from "./mmlu-source.js";
 export {
   type MultipleChoiceOptions,
   type MultipleChoiceQuestion,
   type MultipleChoiceResult,
   loadMultipleChoice,
   mmluPrompt,
+  selectQuestions,
   multipleChoiceAccuracy,
 } from "./multiple-choice.js";
 export { type EvalProgress, type EvalTextOptions, type PerplexityResult, perplexity } from "./perplexity.js";

@@ -2,7 +2,7 @@
 // questions written for this package (MIT, like the package), eight each on computer science,
 // mathematics, science, geography/history and miscellany, answers spread over A-D. It detects
 // a quantization that breaks a model's knowledge; it is far too small to rank models (use
-// --mmlu-file with the real cais/mmlu test set for that).
+// --mmlu cais/mmlu, the real test set, for that).
 
 import type { MultipleChoiceQuestion } from "./multiple-choice.js";
 

@@ -5,13 +5,15 @@
 //
 // Sources: a local JSONL file ({question, choices[4], answer: 0-3 or "A"-"D", subject?}, or
 // {question, A, B, C, D, answer}), a CSV file in the original MMLU layout
-// (question,A,B,C,D,answer without a header; a header row is skipped), or the built-in set.
+// (question,A,B,C,D,answer without a header; a header row is skipped), cais/mmlu through the
+// hub (mmlu-source.ts), or the built-in set.
 
 import { readFile } from "node:fs/promises";
 import { extname } from "node:path";
 import { InputError, PajamasError, UsageError } from "@llama-pajamas/artifact";
 import { newRowStats, rowStats, tokenNll } from "./log-softmax.js";
 import { EngineContext, EngineModel } from "../quantize/native.js";
+import { spreadIndices } from "../source/datasets.js";
 
 export interface MultipleChoiceQuestion {
   question: string;
@@ -55,6 +57,24 @@ function question(q: unknown, choices: unknown[], answer: unknown, subject: unkn
   };
 }
 
+/**
+ * One question from an object: {question, choices[4], answer (0-3 or "A"-"D"), subject?}, or
+ * {question, A, B, C, D, answer}. cais/mmlu's rows on the hub have the first shape.
+ */
+export function multipleChoiceFromRecord(o: Record<string, unknown>, path: string, where: string): MultipleChoiceQuestion {
+  const choices = Array.isArray(o.choices) ? o.choices : [o.A, o.B, o.C, o.D];
+  return question(o.question, choices, o.answer, o.subject, path, where);
+}
+
+/**
+ * At most `n` questions, spread evenly over the set (the middle one of each of n equal runs),
+ * in their order. Sets sorted by subject (MMLU's) keep every subject's share.
+ */
+export function selectQuestions<T>(questions: readonly T[], n: number | undefined): readonly T[] {
+  if (n === undefined || n >= questions.length) return questions;
+  return spreadIndices(questions.length, n).map((i) => questions[i]!);
+}
+
 /** Parses JSONL questions. */
 export function parseMultipleChoiceJSONL(content: string, path = "<jsonl>"): MultipleChoiceQuestion[] {
   const out: MultipleChoiceQuestion[] = [];
@@ -67,8 +87,8 @@ export function parseMultipleChoiceJSONL(content: string, path = "<jsonl>"): Mul
     } catch (e) {
       throw bad(path, `line ${i + 1}`, `not JSON (${(e as Error).message})`);
     }
-    const choices = Array.isArray(o.choices) ? o.choices : [o.A, o.B, o.C, o.D];
-    out.push(question(o.question, choices, o.answer, o.subject, path, `line ${i + 1}`));
+    if (typeof o !== "object" || o === null || Array.isArray(o)) throw bad(path, `line ${i + 1}`, "not a JSON object");
+    out.push(multipleChoiceFromRecord(o, path, `line ${i + 1}`));
   });
   return out;
 }

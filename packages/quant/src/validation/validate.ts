@@ -9,8 +9,8 @@ import { join } from "node:path";
 import { InputError, MANIFEST_FILE, type ManifestValidation, parseManifest, UsageError } from "@llama-pajamas/artifact";
 import { DEFAULT_EVAL_TEXT_SHA256, defaultEvalText } from "./default-text.js";
 import { checkSameVocabulary, type KLDivergenceResult, klDivergenceOfPlan } from "./kl-divergence.js";
-import { BUILTIN_MMLU } from "./mmlu-builtin.js";
-import { type MultipleChoiceQuestion, loadMultipleChoice, multipleChoiceAccuracy } from "./multiple-choice.js";
+import { type MMLUQuestionSet, type MMLUSourceOptions, mmluQuestions } from "./mmlu-source.js";
+import { multipleChoiceAccuracy } from "./multiple-choice.js";
 import { type EvalProgress, type PerplexityResult, perplexityOfPlan, planForModel, tokenizeForEval } from "./perplexity.js";
 import { type ResolvedGGUF, resolveGGUF } from "./model-path.js";
 import { EngineModel } from "../quantize/native.js";
@@ -37,8 +37,12 @@ export interface ValidateOptions {
   chunks?: number;
   batch?: number;
   threads?: number;
-  /** Multiple choice: a JSONL/CSV file in MMLU's format (default: the built-in set), at most `limit` questions. */
-  mmlu?: { path?: string; limit?: number };
+  /**
+   * Multiple choice: a JSONL/CSV file in MMLU's format, or a hub dataset in cais/mmlu's layout
+   * ("cais/mmlu[:config[:split]]"; default: the built-in set), at most `limit` questions spread
+   * evenly over it. Dataset rows come through the dataset viewer, cached (`hub` settings apply).
+   */
+  mmlu?: Omit<MMLUSourceOptions, "hub">;
   /** Read the original's log-probabilities through llama.cpp's 16-bit encoding (figures equal llama-perplexity's). */
   base16Bit?: boolean;
   /** How reports name the original (default: its path, or the checkpoint it was converted from). */
@@ -69,6 +73,8 @@ export interface ValidationReport extends ValidationSummary {
   original: { path: string; label: string; method?: string };
   quantized: { path: string; method?: string; artifactDir?: string };
   text: { source: string; bytes: number; sha256: string } | null;
+  /** Where the multiple-choice questions came from, and how many it holds. */
+  mmluSource: { source: string; available: number } | null;
   ctx: number | null;
   chunks: number | null;
   tokensScored: number;
@@ -125,6 +131,10 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
   if (metrics.size === 0) throw new UsageError(`no metric given; metrics: ${VALIDATION_METRICS.join(", ")}`);
   const resolved: ResolvedGGUF[] = [];
   const models: EngineModel[] = [];
+  // questions first: a dataset that cannot be had fails before any model is loaded
+  const mcq: MMLUQuestionSet | undefined = metrics.has("mmlu")
+    ? await mmluQuestions({ ...opts.mmlu, hub: { env: opts.hub?.env, settings: opts.hub?.settings, retryDelayMs: opts.hub?.retryDelayMs, signal: opts.signal } })
+    : undefined;
   try {
     const orig = await resolveGGUF(opts.original, {
       role: "original",
@@ -155,6 +165,7 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
       },
       quantized: { path: quant.path, ...(quant.method ? { method: quant.method } : {}), ...(quant.artifactDir ? { artifactDir: quant.artifactDir } : {}) },
       text: null,
+      mmluSource: mcq ? { source: mcq.source, available: mcq.available } : null,
       ctx: null,
       chunks: null,
       tokensScored: 0,
@@ -199,9 +210,8 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
       }
     }
 
-    if (metrics.has("mmlu")) {
-      let questions: readonly MultipleChoiceQuestion[] = opts.mmlu?.path ? await loadMultipleChoice(opts.mmlu.path) : BUILTIN_MMLU;
-      if (opts.mmlu?.limit !== undefined) questions = questions.slice(0, opts.mmlu.limit);
+    if (mcq) {
+      const questions = mcq.questions;
       const run = (m: EngineModel, stage: "mmlu-original" | "mmlu-quantized") =>
         multipleChoiceAccuracy(m, {
           questions,
@@ -298,7 +308,8 @@ export function formatValidationReport(r: ValidationReport, opts: { markdown?: b
     rows.push(["RMS Δp", `${f(r.kld.rmsDpPct, 3)} %`]);
   }
   if (r.mmlu) {
-    rows.push(["multiple choice", `${f(r.mmlu.original, 2)} % original, ${f(r.mmlu.quantized, 2)} % quantized (${r.mmlu.questions} questions)`]);
+    const from = r.mmluSource ? ` of ${r.mmluSource.available}, ${r.mmluSource.source}` : "";
+    rows.push(["multiple choice", `${f(r.mmlu.original, 2)} % original, ${f(r.mmlu.quantized, 2)} % quantized (${r.mmlu.questions} questions${from})`]);
   }
   rows.push(["time", `${f(r.seconds, 1)} s`]);
   if (opts.markdown) {
