@@ -102,10 +102,10 @@ describe("validate CLI", () => {
     expect(missing.stderr).toMatch(/does not exist/);
     const mlx = join(dir, "mlx-model");
     await mkdir(mlx);
-    await writeFile(join(mlx, "config.json"), JSON.stringify({ model_type: "llama", quantization: { group_size: 64, bits: 4 } }));
+    await writeFile(join(mlx, "config.json"), JSON.stringify({ model_type: "llama", quantization: { group_size: 32, bits: 4, mode: "mxfp4" } }));
     const r = await run(["--original", f16, "--quantized", mlx]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/is an MLX model/);
+    expect(r.stderr).toMatch(/is not a usable MLX model: quantization mode "mxfp4" is an MLX mode this runtime cannot transcode/);
     const notGguf = join(dir, "model.bin");
     await writeFile(notGguf, "x");
     expect((await run(["--original", notGguf, "--quantized", artifact])).stderr).toMatch(/not a \.gguf file/);

@@ -1,3 +1,4 @@
+import type { TranscodeProgress } from "./mlx/transcode.js";
 import { UsageError } from "@llama-pajamas/artifact";
 import type { GrammarSpec } from "./backends/types.js";
 
@@ -8,7 +9,7 @@ export type BackendName = Exclude<BackendRequest, "auto">;
 
 /** How to load a model. Names follow llama.cpp's flags (ctx-size, gpu-layers, threads, batch-size). */
 export interface RuntimeOptions {
-  /** A .gguf file or an artifact directory (with manifest.json). */
+  /** A .gguf file, an artifact directory (with manifest.json) or an MLX directory. */
   modelPath: string;
   /** Default "auto". */
   backend?: BackendRequest;
@@ -40,6 +41,8 @@ export interface RuntimeOptions {
    * sequences, each of ctxSize tokens, batched together; more calls wait. Default 1.
    */
   parallel?: number;
+  /** Progress of transcoding an MLX model to GGUF (first load on a machine without MLX only). */
+  onTranscodeProgress?: (p: TranscodeProgress) => void;
   /** llama.cpp's log lines (the library itself never prints). */
   onLog?: (level: LogLevel, message: string) => void;
   signal?: AbortSignal;

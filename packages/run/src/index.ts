@@ -1,5 +1,5 @@
-// Public API of llama-pajamas-run: load a GGUF file or an artifact directory on a backend,
-// then generate, chat, embed and benchmark. See README.md (## llama-pajamas-run).
+// Public API of llama-pajamas-run: load a GGUF file, an artifact directory or an MLX directory
+// on a backend, then generate, chat, embed and benchmark. See README.md (## llama-pajamas-run).
 export { Runtime, GenerationStream } from "./runtime.js";
 export type { GenerationResult, FinishReason } from "./generation.js";
 export type { ChatMessage, RenderedChat } from "./chat-template.js";
@@ -24,3 +24,5 @@ export { BackendUnavailableError, ContextOverflowError, ModelStateError } from "
 export { RUNTIME_NAME, RUNTIME_VERSION } from "./version.js";
 export type { GrammarSpec, TokenLogprob } from "./backends/types.js";
 export { ServerApp, listen, type RunningServer, type ServerOptions } from "./server/index.js";
+export { ensureTranscoded, userCacheDir, CACHE_DIR_ENV, type TranscodedModel, type EnsureTranscodedOptions } from "./mlx/cache.js";
+export { transcodeMLX, TRANSCODER_VERSION, type TranscodeOptions, type TranscodeProgress, type TranscodeReport, type TranscodeTypeReport } from "./mlx/transcode.js";

@@ -143,7 +143,7 @@ async function readManifest(path: string): Promise<Manifest> {
 
 /**
  * runtime_requirements entries name a package and a semver range. Ours is checked; an `[mlx]`
- * extra applies only to MLX loads, which do not exist yet; entries for other runtimes
+ * extra names an MLX engine install (mlx, mlx-lm), which this runtime does not use; entries for other runtimes
  * (llama-cpp-python, mlx) describe other installations and are not ours to judge.
  */
 function checkRuntimeRequirements(manifest: Manifest): void {
@@ -224,5 +224,53 @@ async function siblingMetadata(file: string): Promise<{ method?: string; sha256?
     return { method: entry.quantization_method, sha256: { expected: entry.sha256, from: path } };
   } catch {
     return undefined;
+  }
+}
+
+/**
+ * --verify for an MLX directory: every file its metadata.json lists (name and sha256, as the
+ * pipeline writes them) hashes to what is recorded, and the listing's digest matches the
+ * manifest's sha256 for the directory when the artifact records one.
+ */
+export async function verifyMLXFiles(chosen: ChosenFile): Promise<void> {
+  const listPath = join(chosen.file, METADATA_FILE);
+  let files: { name: string; sha256: string }[];
+  try {
+    const raw = JSON.parse(await readFile(listPath, "utf8")) as { files?: unknown };
+    if (!Array.isArray(raw.files)) throw new Error("it has no files list");
+    files = raw.files.map((f: { name?: unknown; sha256?: unknown }) => {
+      if (typeof f.name !== "string" || typeof f.sha256 !== "string" || f.name.includes("/") || f.name.includes("\\")) throw new Error(`bad entry ${JSON.stringify(f)}`);
+      return { name: f.name, sha256: f.sha256 };
+    });
+  } catch (e) {
+    throw new InputError(
+      `cannot verify ${chosen.file}: ${listPath} ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "does not exist" : `is unusable (${(e as Error).message})`}; ` +
+        `--verify needs the checksums the pipeline writes there`,
+      { path: chosen.file, code: "E_NO_CHECKSUM" },
+    );
+  }
+  for (const f of files) {
+    const hash = createHash("sha256");
+    for await (const chunk of createReadStream(join(chosen.file, f.name))) hash.update(chunk as Buffer);
+    const actual = hash.digest("hex");
+    if (actual !== f.sha256) {
+      throw new InputError(
+        `sha256 mismatch for ${join(chosen.file, f.name)}: the file hashes to ${actual}, but ${listPath} records ${f.sha256}; ` +
+          `the file is damaged or was replaced, so convert or download it again`,
+        { path: join(chosen.file, f.name), code: "E_CHECKSUM" },
+      );
+    }
+  }
+  if (chosen.sha256 !== undefined) {
+    const listing = createHash("sha256")
+      .update([...files].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)).map((f) => `${f.sha256}  ${f.name}\n`).join(""))
+      .digest("hex");
+    if (listing !== chosen.sha256.expected) {
+      throw new InputError(
+        `the file list in ${listPath} hashes to ${listing}, but ${chosen.sha256.from} records ${chosen.sha256.expected} for the MLX directory; ` +
+          `metadata.json was changed, so convert again`,
+        { path: chosen.file, code: "E_CHECKSUM" },
+      );
+    }
   }
 }

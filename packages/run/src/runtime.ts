@@ -7,7 +7,10 @@ import { type ChatMessage, renderChat, type RenderedChat } from "./chat-template
 import { type BackendName, type ChatConfig, type InferenceConfig, parseBackend, resolveSampling, type RuntimeOptions } from "./config.js";
 import { ContextOverflowError, ModelStateError } from "./errors.js";
 import { generatePieces, type GenerationRequest, type GenerationResult, GenerationState } from "./generation.js";
-import { chooseFile, type ModelSource, openModelSource, verifyChecksum } from "./model-source.js";
+import { type ChosenFile, chooseFile, type ModelSource, openModelSource, verifyChecksum, verifyMLXFiles } from "./model-source.js";
+import { mlxBackend } from "./backends/mlx.js";
+import { ensureTranscoded, type TranscodedModel } from "./mlx/cache.js";
+import type { TranscodeReport } from "./mlx/transcode.js";
 import { SlotPool } from "./slot-pool.js";
 
 /** A sanity bound on --parallel: each sequence holds a whole context of KV cache. */
@@ -79,8 +82,10 @@ export class Runtime {
     readonly modelFile: string,
     /** Quantization method, when the artifact records it. */
     readonly method: string | undefined,
-    /** Seconds spent loading (backend start, weights, context). */
+    /** Seconds spent loading (backend start, weights, context; transcoding an MLX model included). */
     readonly loadSeconds: number,
+    /** For an MLX model run by llama.cpp: how its GGUF transcode was made (types, exactness, errors). */
+    readonly transcode?: TranscodeReport,
   ) {
     this.slots = new SlotPool(engine.info.sequences);
   }
@@ -88,19 +93,35 @@ export class Runtime {
   static async load(options: RuntimeOptions): Promise<Runtime> {
     const t0 = performance.now();
     const source = await openModelSource(options.modelPath);
-    const backend = await selectBackend(parseBackend(options.backend ?? "auto"), source.formats);
+    // Without an MLX engine, llama.cpp backends run MLX models through a GGUF transcode.
+    const mlxOnly = source.formats.includes("mlx") && !source.formats.includes("gguf");
+    const offered = mlxOnly && (await mlxBackend.unavailableReason()) !== undefined ? [...source.formats, "gguf" as const] : source.formats;
+    const backend = await selectBackend(parseBackend(options.backend ?? "auto"), offered);
     const parallel = options.parallel ?? 1;
     if (!Number.isInteger(parallel) || parallel < 1 || parallel > MAX_PARALLEL) {
       throw new UsageError(`parallel must be an integer from 1 to ${MAX_PARALLEL}, got ${JSON.stringify(options.parallel)}`);
     }
-    const chosen = await chooseFile(source, backend.format, options.method);
-    if (options.verify === true) await verifyChecksum(chosen);
+    let chosen: ChosenFile;
+    let transcoded: TranscodedModel | undefined;
+    if (backend.format === "gguf" && !source.formats.includes("gguf")) {
+      // An MLX model on a llama.cpp backend: its GGUF transcode (made once, then cached).
+      const mlx = await chooseFile(source, "mlx", options.method);
+      if (options.verify === true) await verifyMLXFiles(mlx);
+      transcoded = await ensureTranscoded(mlx.file, {
+        ...(options.onTranscodeProgress ? { onProgress: options.onTranscodeProgress } : {}),
+        ...(options.signal ? { signal: options.signal } : {}),
+      });
+      chosen = { file: transcoded.path, ...(mlx.method !== undefined ? { method: mlx.method } : {}) };
+    } else {
+      chosen = await chooseFile(source, backend.format, options.method);
+      if (options.verify === true) await verifyChecksum(chosen);
+    }
     const engine = await backend.load({
       modelFile: chosen.file,
       ...pick(options, ["ctxSize", "gpuLayers", "threads", "batchSize", "flashAttention", "onLog", "signal"]),
       ...(parallel > 1 ? { sequences: parallel } : {}),
     });
-    return new Runtime(engine, options, source, chosen.file, chosen.method, (performance.now() - t0) / 1000);
+    return new Runtime(engine, options, source, chosen.file, chosen.method, (performance.now() - t0) / 1000, transcoded?.report);
   }
 
   get backend(): BackendName {

@@ -7,7 +7,8 @@ export const RUNTIME_NAME: string = pkg.name;
 export const RUNTIME_VERSION: string = pkg.version;
 
 /**
- * GGUF layout versions this runtime reads (manifest `format_versions.gguf`). llama.cpp's
- * gguf.cpp accepts versions 2 and 3; version 1 was dropped upstream.
+ * Layout versions this runtime reads (manifest `format_versions`). GGUF: llama.cpp's gguf.cpp
+ * accepts versions 2 and 3; version 1 was dropped upstream. MLX: the pipeline's mlx/ layout
+ * version 1 (mlx_lm.convert's directory), run here through a GGUF transcode (mlx/transcode.ts).
  */
-export const SUPPORTED_FORMAT_VERSIONS: Readonly<Record<string, readonly string[]>> = { gguf: ["2", "3"] };
+export const SUPPORTED_FORMAT_VERSIONS: Readonly<Record<string, readonly string[]>> = { gguf: ["2", "3"], mlx: ["1"] };

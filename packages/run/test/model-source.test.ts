@@ -136,7 +136,7 @@ describe("backend selection", () => {
     expect((err as Error).message).toMatch(/^backend cuda is not available: .*; available backends: cpu$/);
   });
 
-  it("gives MLX one clear 'not available' answer, for --backend mlx and for MLX directories", async () => {
+  it("gives --backend mlx one clear 'not available' answer; MLX directories go to llama.cpp through a transcode", async () => {
     await expect(selectBackend("mlx", ["gguf"])).rejects.toThrow(/backend mlx is not available: (MLX runs only on Apple silicon macOS|MLX models are not supported).*available backends: /);
     const mlxDir = join(tmp, "mlx-model");
     await mkdir(mlxDir);
@@ -144,6 +144,8 @@ describe("backend selection", () => {
     await writeFile(join(mlxDir, "model.safetensors"), "");
     const source = await openModelSource(mlxDir);
     expect(source.kind).toBe("mlx");
-    await expect(Runtime.load({ modelPath: mlxDir })).rejects.toThrow(/no available backend reads this model.s format \(mlx\): (MLX runs only on Apple silicon|MLX models are not supported)/);
+    await expect(Runtime.load({ modelPath: mlxDir, backend: "mlx" })).rejects.toThrow(/backend mlx is not available: /);
+    // auto: the cpu backend takes it, and the transcode reads it (an empty file is refused clearly)
+    await expect(Runtime.load({ modelPath: mlxDir })).rejects.toThrow(/model\.safetensors: file is 0 bytes/);
   });
 });

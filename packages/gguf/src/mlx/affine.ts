@@ -260,7 +260,7 @@ export function packRow(q: Uint8Array, bits: number, out: Uint32Array, at: numbe
 }
 
 /** The inverse of packRow: `count` values from word `at`. */
-export function unpackRow(words: Uint32Array, at: number, bits: number, count: number, out = new Uint8Array(count)): Uint8Array {
+export function unpackRow(words: Uint32Array, at: number, bits: number, count: number, out: Uint8Array = new Uint8Array(count)): Uint8Array {
   const mask = (1 << bits) - 1;
   for (let k = 0; k < count; k++) {
     const pos = k * bits;

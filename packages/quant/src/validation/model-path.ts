@@ -2,13 +2,16 @@
 // loads: a .gguf file; an artifact directory (manifest.json: its F16/BF16/F32 GGUF for the
 // original, its first quantized GGUF, or the one `method` names, for the quantized side); or,
 // for the original only, a Hugging Face checkpoint directory or hub id, converted to an F16
-// GGUF in a temporary directory first. MLX directories are recognized and refused with the
-// reason (they need the runtime's MLX-to-GGUF transcoding).
+// GGUF in a temporary directory first. An MLX directory (or an artifact's mlx/ entry, chosen
+// with method "mlx" or its MLX method name, or when the artifact has no quantized GGUF) goes
+// through the runtime's MLX-to-GGUF transcode, so GGUF and MLX figures come from the same
+// engine on the same tokens.
 
 import { readFile, rm, stat, mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { InputError, MANIFEST_FILE, type Manifest, parseManifest, UsageError } from "@llama-pajamas/artifact";
+import { ensureTranscoded } from "llama-pajamas-run";
 import { parseHubId } from "../source/hub-id.js";
 import type { HubOptions } from "../source/index.js";
 
@@ -23,6 +26,8 @@ export interface ResolvedGGUF {
   method?: string;
   /** Set when the GGUF was converted from a checkpoint for this run (and is deleted after it). */
   convertedFrom?: string;
+  /** Set when PATH was an MLX directory: the GGUF is its (cached) transcode. */
+  transcodedFrom?: string;
   /** Removes what was made on the fly (a converted F16); no-op otherwise. */
   cleanup: () => Promise<void>;
 }
@@ -59,12 +64,9 @@ async function isMLXDir(dir: string): Promise<boolean> {
   }
 }
 
-function mlxRefusal(path: string): InputError {
-  return new InputError(
-    `${path} is an MLX model; validate runs GGUF files through llama.cpp, and MLX weights need the runtime's ` +
-      `MLX-to-GGUF transcoding, which this version does not have yet; validate the GGUF of the same artifact instead`,
-    { path, code: "E_MLX_VALIDATE" },
-  );
+async function fromMLX(dir: string, extra: Partial<ResolvedGGUF> = {}): Promise<ResolvedGGUF> {
+  const t = await ensureTranscoded(dir);
+  return { path: t.path, transcodedFrom: dir, cleanup: noop, ...extra };
 }
 
 export interface ResolveOptions {
@@ -87,7 +89,7 @@ export async function resolveGGUF(spec: string, opts: ResolveOptions): Promise<R
   }
   if (k === "dir") {
     if ((await kind(join(path, MANIFEST_FILE))) === "file") return fromArtifact(path, opts);
-    if (await isMLXDir(path)) throw mlxRefusal(path);
+    if (await isMLXDir(path)) return fromMLX(path, { method: "mlx" });
     if ((await kind(join(path, "config.json"))) === "file") {
       if (opts.role === "quantized") {
         throw new UsageError(`--quantized ${path} is a Hugging Face checkpoint; pass the quantized GGUF or artifact directory`);
@@ -128,6 +130,9 @@ async function fromArtifact(dir: string, opts: ResolveOptions): Promise<Resolved
         { path: dir },
       );
     }
+  } else if (opts.method && mlxEntry(manifest, opts.method)) {
+    const entry = mlxEntry(manifest, opts.method)!;
+    return fromMLX(join(dir, entry.path), { artifactDir: dir, method: entry.method });
   } else if (opts.method) {
     pick = ggufs.find((f) => f.method.toUpperCase() === opts.method!.toUpperCase());
     if (!pick) {
@@ -136,9 +141,16 @@ async function fromArtifact(dir: string, opts: ResolveOptions): Promise<Resolved
   } else {
     pick = ggufs.find((f) => !FLOAT_METHODS.has(f.method.toUpperCase())) ?? ggufs[0];
     if (!pick) {
-      if (manifest.formats.some((f) => f.type === "mlx")) throw mlxRefusal(dir);
+      const mlx = mlxEntry(manifest, "mlx");
+      if (mlx) return fromMLX(join(dir, mlx.path), { artifactDir: dir, method: mlx.method });
       throw new InputError(`artifact ${dir} lists no GGUF file`, { path: dir });
     }
   }
   return { path: join(dir, pick.path), artifactDir: dir, method: pick.method, cleanup: noop };
+}
+
+/** The artifact's MLX entry when `method` is "mlx" or that entry's own method name ("4bit" ...). */
+function mlxEntry(manifest: Manifest, method: string): Manifest["formats"][number] | undefined {
+  const m = method.toLowerCase();
+  return manifest.formats.find((f) => f.type === "mlx" && (m === "mlx" || f.method.toLowerCase() === m));
 }
