@@ -1,4 +1,4 @@
-import { basename } from "node:path";
+import { basename, resolve } from "node:path";
 import { InputError, UsageError } from "@llama-pajamas/artifact";
 import { selectBackend } from "./backends/select.js";
 import type { GrammarSpec, LoadedModel, ModelInfo, TokenLogprob } from "./backends/types.js";
@@ -10,7 +10,6 @@ import { generatePieces, type GenerationRequest, type GenerationResult, Generati
 import { type ChosenFile, chooseFile, type ModelSource, openModelSource, verifyChecksum, verifyMLXFiles } from "./model-source.js";
 import { mlxBackend } from "./backends/mlx.js";
 import { ensureTranscoded, type TranscodedModel } from "./mlx/cache.js";
-import type { TranscodeReport } from "./mlx/transcode.js";
 import { SlotPool } from "./slot-pool.js";
 
 /** A sanity bound on --parallel: each sequence holds a whole context of KV cache. */
@@ -84,8 +83,8 @@ export class Runtime {
     readonly method: string | undefined,
     /** Seconds spent loading (backend start, weights, context; transcoding an MLX model included). */
     readonly loadSeconds: number,
-    /** For an MLX model run by llama.cpp: how its GGUF transcode was made (types, exactness, errors). */
-    readonly transcode?: TranscodeReport,
+    /** For an MLX model run by llama.cpp: its GGUF transcode, whether it was cached, how it was made. */
+    readonly transcode?: TranscodedModel,
   ) {
     this.slots = new SlotPool(engine.info.sequences);
   }
@@ -107,7 +106,7 @@ export class Runtime {
       // An MLX model on a llama.cpp backend: its GGUF transcode (made once, then cached).
       const mlx = await chooseFile(source, "mlx", options.method);
       if (options.verify === true) await verifyMLXFiles(mlx);
-      transcoded = await ensureTranscoded(mlx.file, {
+      transcoded = await ensureTranscoded(resolve(mlx.file), {
         ...(options.onTranscodeProgress ? { onProgress: options.onTranscodeProgress } : {}),
         ...(options.signal ? { signal: options.signal } : {}),
       });
@@ -121,7 +120,7 @@ export class Runtime {
       ...pick(options, ["ctxSize", "gpuLayers", "threads", "batchSize", "flashAttention", "onLog", "signal"]),
       ...(parallel > 1 ? { sequences: parallel } : {}),
     });
-    return new Runtime(engine, options, source, chosen.file, chosen.method, (performance.now() - t0) / 1000, transcoded?.report);
+    return new Runtime(engine, options, source, chosen.file, chosen.method, (performance.now() - t0) / 1000, transcoded);
   }
 
   get backend(): BackendName {

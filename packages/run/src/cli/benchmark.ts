@@ -2,7 +2,7 @@ import { formatParamCount } from "@llama-pajamas/artifact";
 import { DEFAULT_GEN_TOKENS, DEFAULT_PROMPT_TOKENS, DEFAULT_REPEATS, type BenchmarkResult, type SpeedStats } from "../benchmark.js";
 import { Runtime } from "../runtime.js";
 import { optionalInt, type Command } from "./args.js";
-import { MODEL_OPTIONS, MODEL_USAGE, runtimeOptions } from "./common.js";
+import { MODEL_OPTIONS, MODEL_USAGE, runtimeOptions, transcodeSummary } from "./common.js";
 
 const usage = `Usage: llama-pajamas-run benchmark --model PATH [options]
 
@@ -47,6 +47,7 @@ export const benchmarkCommand: Command = {
     // the one cell node-llama-cpp keeps free.
     options.ctxSize ??= Math.max(promptTokens, genTokens) + 1;
     const runtime = await Runtime.load(options);
+    transcodeSummary(runtime, values);
     try {
       const result = await runtime.benchmark({ promptTokens, genTokens, repeats, warmup: values["no-warmup"] !== true });
       if (values.json === true) {

@@ -4,7 +4,7 @@ import type { ChatMessage } from "../chat-template.js";
 import { ContextOverflowError } from "../errors.js";
 import { Runtime } from "../runtime.js";
 import { optionalString, type Command } from "./args.js";
-import { abortOnSigint, inferenceConfig, MODEL_OPTIONS, MODEL_USAGE, readTextFile, runtimeOptions, SAMPLING_OPTIONS, SAMPLING_USAGE, speedLine } from "./common.js";
+import { abortOnSigint, inferenceConfig, MODEL_OPTIONS, MODEL_USAGE, readTextFile, runtimeOptions, SAMPLING_OPTIONS, SAMPLING_USAGE, speedLine, transcodeSummary } from "./common.js";
 
 const usage = `Usage: llama-pajamas-run chat --model PATH [--system TEXT] [options]
 
@@ -40,6 +40,7 @@ export const chatCommand: Command = {
     const templateFile = optionalString(values, "chat-template-file");
     const chatTemplate = templateFile === undefined ? undefined : await readTextFile(templateFile, "chat template");
     const runtime = await Runtime.load(runtimeOptions(values, usage, chatTemplate === undefined ? {} : { chatTemplate }));
+    transcodeSummary(runtime, values);
     const system = optionalString(values, "system");
     const initial: ChatMessage[] = system === undefined ? [] : [{ role: "system", content: system }];
     let history = [...initial];

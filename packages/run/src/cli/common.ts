@@ -2,6 +2,7 @@ import { readFile } from "node:fs/promises";
 import { InputError, UsageError } from "@llama-pajamas/artifact";
 import { parseBackend, type InferenceConfig, type RuntimeOptions } from "../config.js";
 import type { GenerationResult } from "../generation.js";
+import type { Runtime } from "../runtime.js";
 import { optionalInt, optionalNumber, optionalString, type OptionSpec, requireString, stringList, type Values } from "./args.js";
 
 /** Flags every command that loads a model takes; names follow llama.cpp's. */
@@ -16,10 +17,12 @@ export const MODEL_OPTIONS: OptionSpec = {
   method: { type: "string" },
   verify: { type: "boolean" },
   verbose: { type: "boolean" },
+  quiet: { type: "boolean", short: "q" },
 };
 
 export const MODEL_USAGE = `Model options:
-  -m, --model PATH        a .gguf file or an artifact directory (manifest.json) [required]
+  -m, --model PATH        a .gguf file, an artifact directory (manifest.json) or an MLX
+                          directory (run through a GGUF transcode made once and cached) [required]
   --backend NAME          auto (default), cpu, cuda, vulkan, metal, mlx
   -c, --ctx-size N        context size in tokens (default: min(4096, the model's))
   --gpu-layers N          layers on the GPU: a number, max or auto (default auto)
@@ -29,7 +32,8 @@ export const MODEL_USAGE = `Model options:
   --flash-attn MODE       on, off or auto (default auto: on where the backend supports it)
   --method NAME           in an artifact with several GGUF files, which one (e.g. Q4_K_M)
   --verify                check the file's sha256 against the artifact before loading
-  --verbose               print llama.cpp's log lines to stderr`;
+  --verbose               print llama.cpp's log lines to stderr
+  -q, --quiet             no transcoding progress or summary on stderr`;
 
 export const SAMPLING_OPTIONS: OptionSpec = {
   "max-tokens": { type: "string", short: "n" },
@@ -73,6 +77,12 @@ export function runtimeOptions(values: Values, usage: string, overrides: Partial
   set("method", optionalString(values, "method"));
   set("flashAttention", flashAttention(optionalString(values, "flash-attn")));
   if (values.verbose === true) opts.onLog = (level, message) => process.stderr.write(`llama.cpp ${level}: ${message}\n`);
+  if (values.quiet !== true && process.stderr.isTTY) {
+    opts.onTranscodeProgress = (p) => {
+      const pct = p.bytesTotal > 0 ? Math.floor((100 * p.bytesDone) / p.bytesTotal) : 100;
+      process.stderr.write(`\rtranscoding MLX to GGUF: tensor ${p.tensorIndex}/${p.tensorCount} (${pct}%)\x1b[K${p.tensorIndex === p.tensorCount ? "\n" : ""}`);
+    };
+  }
   return opts;
 }
 
@@ -135,4 +145,17 @@ export function abortOnSigint(): { signal: AbortSignal; dispose: () => void } {
   };
   process.on("SIGINT", handler);
   return { signal: controller.signal, dispose: () => process.off("SIGINT", handler) };
+}
+
+/**
+ * One stderr line after a fresh MLX transcode: what each part became and, where not exact, the
+ * measured error (printed unless --quiet; a cached transcode says nothing).
+ */
+export function transcodeSummary(runtime: Runtime, values: Values): void {
+  const t = runtime.transcode;
+  if (!t || t.cached || values.quiet === true) return;
+  const parts = t.report.types
+    .filter((g) => g.from !== "generated")
+    .map((g) => `${g.from} -> ${g.type} ${g.exact ? "exact" : `rms err ${((g.relativeRmsError ?? 0) * 100).toFixed(3)}%`} (${g.tensors})`);
+  process.stderr.write(`transcoded ${t.report.source} to GGUF in ${t.report.seconds.toFixed(1)} s: ${parts.join(", ")}; cached at ${t.path}\n`);
 }

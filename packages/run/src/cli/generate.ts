@@ -1,7 +1,7 @@
 import { UsageError } from "@llama-pajamas/artifact";
 import { Runtime } from "../runtime.js";
 import type { Command } from "./args.js";
-import { abortOnSigint, inferenceConfig, MODEL_OPTIONS, MODEL_USAGE, readStdin, runtimeOptions, SAMPLING_OPTIONS, SAMPLING_USAGE, speedLine } from "./common.js";
+import { abortOnSigint, inferenceConfig, MODEL_OPTIONS, MODEL_USAGE, readStdin, runtimeOptions, SAMPLING_OPTIONS, SAMPLING_USAGE, speedLine, transcodeSummary } from "./common.js";
 
 const usage = `Usage: llama-pajamas-run generate --model PATH --prompt TEXT [options]
 
@@ -26,6 +26,7 @@ export const generateCommand: Command = {
     const options = runtimeOptions(values, usage);
     const prompt = promptFlag === "-" ? await readStdin() : promptFlag;
     const runtime = await Runtime.load(options);
+    transcodeSummary(runtime, values);
     const sigint = abortOnSigint();
     try {
       const stream = runtime.generate(prompt, { ...config, stream: true, signal: sigint.signal });

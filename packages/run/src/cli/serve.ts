@@ -3,7 +3,7 @@ import { Runtime } from "../runtime.js";
 import { DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_QUEUE, ServerApp } from "../server/app.js";
 import { DEFAULT_GRACE_MS, listen, type RunningServer } from "../server/http.js";
 import { optionalInt, optionalString, type Command } from "./args.js";
-import { MODEL_OPTIONS, MODEL_USAGE, readTextFile, runtimeOptions } from "./common.js";
+import { MODEL_OPTIONS, MODEL_USAGE, readTextFile, runtimeOptions, transcodeSummary } from "./common.js";
 
 /** Where the API key may come from instead of --api-key (which other users can see in `ps`). */
 const API_KEY_ENV = "LLAMA_PAJAMAS_API_KEY";
@@ -117,6 +117,7 @@ export const serveCommand: Command = {
     let runtime: Runtime | undefined;
     try {
       runtime = await Runtime.load(options);
+      transcodeSummary(runtime, values);
     } catch (e) {
       await server.close({ graceMs: 0 });
       removeSignalHandlers();
