@@ -189,11 +189,13 @@ describe.each(["llama-tiny", "qwen3-tiny", "mixtral-tiny"] as const)("%s, 4-bit 
 
 describe("other widths and the cache", () => {
   let mlx8: string;
+  let mlx5: string;
   let mixed: string;
   beforeAll(async () => {
     const model = join(FIXTURES, "qwen3-tiny");
     mlx8 = (await convert({ model, output: join(tmp, "q8"), formats: ["mlx"], precisions: ["8bit"], force: true })).mlx!.dir;
     mixed = (await convert({ model, output: join(tmp, "mixed"), formats: ["mlx"], precisions: ["4bit_mixed"], force: true })).mlx!.dir;
+    mlx5 = (await convert({ model, output: join(tmp, "q5"), formats: ["mlx"], precisions: ["5bit"], mlxGroupSize: 32, force: true })).mlx!.dir;
   }, 300_000);
 
   it("8-bit goes to Q8_0 with its error measured and reported", async () => {
@@ -206,6 +208,23 @@ describe("other widths and the cache", () => {
     expect(g.relativeRmsError).toBeLessThan(0.01);
     const file = await readGGUF(join(tmp, "q8.gguf"));
     expect(file.tensors.filter((t) => t.type === GGMLType.Q8_0).length).toBe(29);
+  });
+
+  it("5-bit (group 32) goes to Q5_1 exactly: every value equals MLX's dequantization", async () => {
+    const r = await transcodeMLX({ dir: mlx5, output: join(tmp, "q5.gguf") });
+    expect(r.fileType).toBe("MOSTLY_Q5_1");
+    expect(r.types[0]).toMatchObject({ type: "Q5_1", from: "mlx 5-bit g32", exact: true, tensors: 29 });
+    const file = await readGGUF(join(tmp, "q5.gguf"));
+    const tensors = await openCheckpointTensors(mlx5);
+    const q = JSON.parse(await readFile(join(mlx5, "config.json"), "utf8")).quantization as { bits: number; group_size: number };
+    // qwen3 needs no row permutation, so each GGUF tensor is its MLX module row for row.
+    const down = "model.layers.0.mlp.down_proj";
+    const words = new Uint32Array(new Uint8Array(await readTensorBytes(tensors.get(`${down}.weight`)!)).buffer);
+    const scales = await readTensorF32(tensors.get(`${down}.scales`)!);
+    const biases = await readTensorF32(tensors.get(`${down}.biases`)!);
+    const t = file.tensors.find((x) => x.name === "blk.0.ffn_down.weight")!;
+    const want = mlxDequantize(words, scales, biases, t.ne[1]!, t.ne[0]!, q.bits, q.group_size);
+    expect(firstDifference(await tensorValues(file, t.name), want)).toBeUndefined();
   });
 
   it("4bit_mixed keeps the 4-bit body exact and reports the 6-bit embedding's type and error", async () => {
