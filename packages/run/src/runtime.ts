@@ -102,9 +102,9 @@ export class Runtime {
     }
     let chosen: ChosenFile;
     let transcoded: TranscodedModel | undefined;
-    if (backend.format === "gguf" && !source.formats.includes("gguf")) {
+    if (backend.format === "gguf" && (!source.formats.includes("gguf") || mlxMethod(source, options.method))) {
       // An MLX model on a llama.cpp backend: its GGUF transcode (made once, then cached).
-      const mlx = await chooseFile(source, "mlx", options.method);
+      const mlx = await chooseFile(source, "mlx", options.method?.toLowerCase() === "mlx" ? undefined : options.method);
       if (options.verify === true) await verifyMLXFiles(mlx);
       transcoded = await ensureTranscoded(resolve(mlx.file), {
         ...(options.onTranscodeProgress ? { onProgress: options.onTranscodeProgress } : {}),
@@ -312,4 +312,11 @@ function pick<T extends object, K extends keyof T>(obj: T, keys: K[]): Partial<P
   const out: Partial<Pick<T, K>> = {};
   for (const k of keys) if (obj[k] !== undefined) out[k] = obj[k];
   return out;
+}
+
+/** Whether `method` names the artifact's MLX entry ("mlx" or its own method, e.g. "4bit"). */
+function mlxMethod(source: ModelSource, method: string | undefined): boolean {
+  if (method === undefined || source.manifest === undefined) return false;
+  const m = method.toLowerCase();
+  return source.manifest.formats.some((f) => f.type === "mlx" && (m === "mlx" || f.method.toLowerCase() === m));
 }

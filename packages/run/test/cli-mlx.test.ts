@@ -44,6 +44,21 @@ describe("generate on an MLX model", () => {
     expect(second.stdout).toBe(first.stdout);
   });
 
+  it("picks an artifact's mlx/ directory over its GGUF with --method 4bit (or mlx)", async () => {
+    const both = await convert({ model: join(FIXTURES, "qwen3-tiny"), output: join(tmp, "both"), formats: ["gguf", "mlx"], precisions: ["q8_0:4bit"], force: true, threads: 1 });
+    const gguf = await runCli(["generate", "-m", both.outputDir, "--prompt", "import os", ...T]);
+    expect(gguf.code, gguf.stderr).toBe(0);
+    expect(gguf.stderr).not.toMatch(/transcoded/);
+    const viaMlx = await runCli(["generate", "-m", both.outputDir, "--method", "4bit", "--prompt", "import os", ...T]);
+    expect(viaMlx.code, viaMlx.stderr).toBe(0);
+    expect(viaMlx.stderr).toMatch(/transcoded .*both\/mlx to GGUF/);
+    // the 4-bit MLX weights are the same as the mlx/ export above, so the text is too
+    const again = await runCli(["generate", "-m", mlxDir, "--prompt", "import os", ...T]);
+    expect(viaMlx.stdout).toBe(again.stdout);
+    const named = await runCli(["generate", "-m", both.outputDir, "--method", "mlx", "--prompt", "import os", ...T]);
+    expect(named.stdout).toBe(viaMlx.stdout);
+  });
+
   it("refuses an MLX directory whose config does not match its weights, an unknown mode and unsupported bits", async () => {
     const wrongBits = await editedCopy("wrong-bits", (c) => ((c["quantization"] as Record<string, unknown>)["bits"] = 8));
     expectCleanFailure(

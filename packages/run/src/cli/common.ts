@@ -30,7 +30,8 @@ export const MODEL_USAGE = `Model options:
                           uses 1 unless the model is slow on one or all cores time faster)
   -b, --batch-size N      prompt tokens per decode call (default: min(ctx-size, 512))
   --flash-attn MODE       on, off or auto (default auto: on where the backend supports it)
-  --method NAME           in an artifact with several GGUF files, which one (e.g. Q4_K_M)
+  --method NAME           in an artifact with several files, which one (e.g. Q4_K_M; mlx or
+                          the MLX method, e.g. 4bit, for its mlx/ directory)
   --verify                check the file's sha256 against the artifact before loading
   --verbose               print llama.cpp's log lines to stderr
   -q, --quiet             no transcoding progress or summary on stderr`;
