@@ -5,7 +5,7 @@ import { bf16ToF32, f16ToF32, f32ToBF16 } from "@llama-pajamas/gguf/formats/floa
 import { GGMLType } from "@llama-pajamas/gguf/formats/gguf-types.js";
 import { dequantizeRows } from "@llama-pajamas/gguf/ggml.js";
 import { affineQuantize, unpackRow } from "@llama-pajamas/gguf/mlx/affine.js";
-import { type AffineRows, encodeRowAsBlocks, exactParams } from "../src/mlx/blocks.js";
+import { type AffineRows, blockSource, encodeRowAsBlocks, exactParams } from "../src/mlx/blocks.js";
 import { rowMapping, targetType } from "../src/mlx/transcode.js";
 
 /** A deterministic pseudo-random stream (xorshift32). */
@@ -57,7 +57,7 @@ describe("MLX affine groups as Q4_1 / Q5_1 blocks", () => {
         const rowBytes = (cols / 32) * (bits === 4 ? 20 : 24);
         const blocks = new Uint8Array(rows * rowBytes);
         const q = new Uint8Array(cols);
-        for (let r = 0; r < rows; r++) encodeRowAsBlocks(src, r, blocks, r * rowBytes, q);
+        for (let r = 0; r < rows; r++) encodeRowAsBlocks(blockSource(src), r, blocks, r * rowBytes, q);
         const got = dequantizeRows(type, blocks, rows, cols);
         const want = mlxDequantize(quant.weight, scales, biases, rows, cols, bits, groupSize);
         expect(firstDifference(got, want)).toBeUndefined();

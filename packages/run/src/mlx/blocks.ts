@@ -9,7 +9,7 @@
 // blocks sharing d = s and m = b, and dequantizes to the same float32 values, as long as s and
 // b are float16 numbers (always true for float16 exports; bfloat16 and float32 ones are checked
 // per value, see `exactParams`).
-import { f16ToF32, bf16ToF32, f32BitsToF16Bits } from "@llama-pajamas/gguf/formats/float.js";
+import { bf16ToF32, f16ToF32, f32ToF16 } from "@llama-pajamas/gguf/formats/float.js";
 import { unpackRow } from "@llama-pajamas/gguf/mlx/affine.js";
 
 export const Q4_1_BLOCK_BYTES = 20;
@@ -35,24 +35,10 @@ export function widenParams(raw: Uint8Array, dtype: "F16" | "BF16" | "F32"): Flo
   return dtype === "F16" ? f16ToF32(halves) : bf16ToF32(halves);
 }
 
-const f32 = new Float32Array(1);
-const f32Bits = new Uint32Array(f32.buffer);
-const half = new Uint16Array(1);
-const halfBack = new Float32Array(1);
-
-/** float32 -> float16 bits, round to nearest even (numpy's rule). */
-function toF16Bits(x: number): number {
-  f32[0] = x;
-  return f32BitsToF16Bits(f32Bits[0]!);
-}
-
 /** Whether every value survives float16 exactly, i.e. the blocks dequantize to MLX's values. */
 export function exactParams(values: Float32Array): boolean {
-  for (let i = 0; i < values.length; i++) {
-    half[0] = toF16Bits(values[i]!);
-    f16ToF32(half, halfBack);
-    if (halfBack[0] !== values[i] && !(Number.isNaN(halfBack[0]) && Number.isNaN(values[i]))) return false;
-  }
+  const back = f16ToF32(f32ToF16(values));
+  for (let i = 0; i < values.length; i++) if (back[i] !== values[i] && !(Number.isNaN(back[i]) && Number.isNaN(values[i]))) return false;
   return true;
 }
 
@@ -68,29 +54,56 @@ export function dequantizeAffineRow(src: AffineRows, row: number, out: Float32Ar
   return out;
 }
 
+/** A module's rows ready to become blocks: the scale and bias of each group as float16 bits. */
+export interface BlockSource extends AffineRows {
+  scaleBits: Uint16Array;
+  biasBits: Uint16Array;
+}
+
+export function blockSource(src: AffineRows): BlockSource {
+  return { ...src, scaleBits: f32ToF16(src.scales), biasBits: f32ToF16(src.biases) };
+}
+
 /**
  * One row of `src` (4 or 5 bits) as Q4_1 or Q5_1 blocks written into `out` at `at`.
- * `q` is scratch of cols bytes.
+ * `q` is scratch of cols bytes (used for 5 bits).
  */
-export function encodeRowAsBlocks(src: AffineRows, row: number, out: Uint8Array, at: number, q: Uint8Array): void {
-  const { cols, bits, groupSize } = src;
-  unpackRow(src.words, (row * cols * bits) / 32, bits, cols, q);
-  const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
+export function encodeRowAsBlocks(src: BlockSource, row: number, out: Uint8Array, at: number, q: Uint8Array): void {
+  const { cols, bits, groupSize, words } = src;
   const groups = cols / groupSize;
+  const blocksPerGroup = groupSize / 32;
+  const wordAt = (row * cols * bits) / 32;
+  if (bits === 5) unpackRow(words, wordAt, bits, cols, q);
   const blockBytes = bits === 4 ? Q4_1_BLOCK_BYTES : Q5_1_BLOCK_BYTES;
   for (let b = 0; b < cols / 32; b++) {
-    const g = row * groups + Math.floor((b * 32) / groupSize);
+    const g = row * groups + Math.floor(b / blocksPerGroup);
     let o = at + b * blockBytes;
-    view.setUint16(o, toF16Bits(src.scales[g]!), true);
-    view.setUint16(o + 2, toF16Bits(src.biases[g]!), true);
+    const d = src.scaleBits[g]!;
+    const m = src.biasBits[g]!;
+    out[o] = d & 255;
+    out[o + 1] = d >>> 8;
+    out[o + 2] = m & 255;
+    out[o + 3] = m >>> 8;
     o += 4;
-    const base = b * 32;
-    if (bits === 5) {
-      let qh = 0;
-      for (let j = 0; j < 32; j++) qh |= ((q[base + j]! >> 4) & 1) << j;
-      view.setUint32(o, qh >>> 0, true);
-      o += 4;
+    if (bits === 4) {
+      // MLX packs value k of a word at bits 4k: the block's values 0-7, 8-15, 16-23, 24-31 are
+      // words w, w+1, w+2, w+3, and qs[i] pairs value i (low nibble) with value i + 16 (high).
+      const w = wordAt + b * 4;
+      for (let half = 0; half < 2; half++) {
+        const lo = words[w + half]!;
+        const hi = words[w + half + 2]!;
+        for (let k = 0; k < 8; k++) out[o + half * 8 + k] = ((lo >>> (4 * k)) & 15) | (((hi >>> (4 * k)) & 15) << 4);
+      }
+      continue;
     }
+    const base = b * 32;
+    let qh = 0;
+    for (let j = 0; j < 32; j++) qh |= ((q[base + j]! >> 4) & 1) << j;
+    out[o] = qh & 255;
+    out[o + 1] = (qh >>> 8) & 255;
+    out[o + 2] = (qh >>> 16) & 255;
+    out[o + 3] = qh >>> 24;
+    o += 4;
     for (let i = 0; i < 16; i++) out[o + i] = (q[base + i]! & 15) | ((q[base + i + 16]! & 15) << 4);
   }
 }

@@ -29,7 +29,7 @@ import { readTensorBytesInto, readTensorF32 } from "@llama-pajamas/gguf/formats/
 import { generalMetadata, ggufHeaderKVs } from "@llama-pajamas/gguf/general-metadata.js";
 import { dequantizeRows, quantizeRows } from "@llama-pajamas/gguf/ggml.js";
 import { buildTokenizerKV } from "@llama-pajamas/gguf/tokenizer/index.js";
-import { type AffineRows, dequantizeAffineRow, encodeRowAsBlocks, exactParams, widenParams } from "./blocks.js";
+import { type AffineRows, blockSource, dequantizeAffineRow, encodeRowAsBlocks, exactParams, widenParams } from "./blocks.js";
 import { type LogicalTensor, type MLXDirectory, type QuantizedModule, openMLXDirectory } from "./mlx-dir.js";
 
 /** Bumped whenever the output for the same input changes (it invalidates cached transcodes). */
@@ -391,9 +391,10 @@ async function writeRows(
     const exactValues = rowsOf.every((r) => exactParams(r.scales) && exactParams(r.biases));
     const rowBytes = tensorBytes(recipe.type, [cols]);
     const out = new Uint8Array(outRows * rowBytes);
+    const blockSources = new Map(rowsOf.map((r) => [r, blockSource(r)]));
     for (let i = 0; i < outRows; i++) {
       const [src, row] = locate(recipe.map[i]!);
-      encodeRowAsBlocks(src, row, out, i * rowBytes, q);
+      encodeRowAsBlocks(blockSources.get(src)!, row, out, i * rowBytes, q);
     }
     // Check the first rows against MLX's own dequantization: equal bit for bit when every
     // scale and bias is a float16 number; otherwise the rounding error is measured instead.
