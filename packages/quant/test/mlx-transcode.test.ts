@@ -4,7 +4,7 @@
 // Hugging Face checkpoint, and converts that with the pipeline to an F32 GGUF. A 4-bit
 // transcode must hold exactly those values (Q4_1 blocks), tensor for tensor, and generate the
 // same greedy tokens; other widths are measured.
-import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from "node:fs/promises";
+import { copyFile, cp, mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -13,7 +13,7 @@ import { GGMLType } from "@llama-pajamas/gguf/formats/gguf-types.js";
 import { openCheckpointTensors, readTensorBytes, readTensorF32 } from "@llama-pajamas/gguf/formats/safetensors.js";
 import { dequantizeRows } from "@llama-pajamas/gguf/ggml.js";
 import { unpackRow } from "@llama-pajamas/gguf/mlx/affine.js";
-import { Runtime, ensureTranscoded, transcodeMLX, type TranscodeReport } from "llama-pajamas-run";
+import { CACHE_DIR_ENV, Runtime, ensureTranscoded, transcodeMLX, type TranscodeReport } from "llama-pajamas-run";
 import { convert } from "../src/pipeline.js";
 import { validate } from "../src/validation/validate.js";
 import { SafetensorsFileWriter } from "../src/mlx/safetensors-writer.js";
@@ -255,5 +255,26 @@ describe("other widths and the cache", () => {
     expect(changed.path).not.toBe(first.path);
     expect(changed.report.sha256).toBe(first.report.sha256); // same bytes in, same bytes out
     expect((await readdir(join(mlx8, ".llama-pajamas"))).sort()).toEqual([`${changed.path.split("/").pop()}`, `${changed.path.split("/").pop()}.json`].sort());
+  });
+
+  it("falls back to the user cache when it cannot write beside the MLX files", async () => {
+    // A file where the cache folder would go makes the MLX directory unusable for the cache,
+    // as a read-only directory does (which root, running CI, could still write).
+    const blocked = join(tmp, "blocked");
+    await cp(mlx5, blocked, { recursive: true, filter: (src) => !src.includes(".llama-pajamas") });
+    await writeFile(join(blocked, ".llama-pajamas"), "not a folder");
+    const cache = join(tmp, "user-cache");
+    const saved = process.env[CACHE_DIR_ENV];
+    process.env[CACHE_DIR_ENV] = cache;
+    try {
+      const t = await ensureTranscoded(blocked);
+      expect(t.cached).toBe(false);
+      expect(t.path.startsWith(join(cache, "transcoded"))).toBe(true);
+      expect((await ensureTranscoded(blocked)).cached).toBe(true);
+      expect(t.report.sha256).toBe((await transcodeMLX({ dir: blocked, output: join(tmp, "q5-again.gguf") })).sha256);
+    } finally {
+      if (saved === undefined) delete process.env[CACHE_DIR_ENV];
+      else process.env[CACHE_DIR_ENV] = saved;
+    }
   });
 });
