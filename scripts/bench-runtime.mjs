@@ -1,11 +1,17 @@
 #!/usr/bin/env node
 // npm run bench:runtime -- [--model FILE.gguf] [--llama-bench PATH] [--rounds 5] [--repeats 5]
 //                          [--prompt-tokens 512] [--gen-tokens 128] [--dir /tmp/lp-bench-runtime]
+//                          [--backend cpu|cuda] [--ngl N]
 //
 // Same GGUF, CPU: our `llama-pajamas-run benchmark` at its own default threads against
 // llama.cpp's llama-bench at its best thread count (it runs -t 1,2,...,cores; the fastest count
 // per test is its result). pp (prompt tokens in one batch) and tg (tokens decoded one at a
 // time), printed with ours/llama-bench ratios; target >= 0.97 (issue 3).
+//
+// --backend cuda: the same comparison on an NVIDIA GPU: ours with `--backend cuda` (its default
+// --gpu-layers, auto), llama-bench (a CUDA build of the same llama.cpp source) with its default
+// threads and all layers offloaded (-ngl 99). --ngl N passes N to both (ours as --gpu-layers).
+// Our load time is printed too (llama-bench reports none).
 //
 // Each round runs both tools back to back (alternating which goes first) and measures how
 // much CPU other processes used meanwhile; medians are over the rounds with no other load when
@@ -34,6 +40,9 @@ const repeats = Math.max(1, int("repeats", 5));
 const promptTokens = int("prompt-tokens", 512);
 const genTokens = int("gen-tokens", 128);
 const dir = resolve(args.dir ?? process.env.LP_BENCH_DIR ?? "/tmp/lp-bench-runtime");
+const backend = args.backend ?? "cpu";
+if (backend !== "cpu" && backend !== "cuda") fail(`--backend must be cpu or cuda, got ${args.backend}`);
+const ngl = args.ngl === undefined ? undefined : int("ngl", 0);
 const llamaBench = resolve(args["llama-bench"] ?? process.env.LLAMA_BENCH ?? "/work/llama-build/bin/llama-bench");
 /** Another process's CPU use during a round above this (in CPUs) marks the round as loaded. */
 const MAX_OTHER_LOAD = 0.1;
@@ -75,7 +84,9 @@ if (!existsSync(model)) fail(`model not found: ${model}`);
 
 const cores = availableParallelism();
 // llama-bench's thread counts: every count on a small machine, powers of two and all cores on a large one.
-const benchThreads = cores <= 8 ? Array.from({ length: cores }, (_, i) => i + 1) : [...new Set([1, 2, 4, 8, 16, 32, 64, 128].filter((t) => t < cores).concat(cores))];
+// On a GPU (everything offloaded) the CPU threads hardly matter: llama-bench's default count.
+const benchThreads =
+  backend !== "cpu" ? [] : cores <= 8 ? Array.from({ length: cores }, (_, i) => i + 1) : [...new Set([1, 2, 4, 8, 16, 32, 64, 128].filter((t) => t < cores).concat(cores))];
 
 /** CPU seconds used so far: by the whole machine (/proc/stat), and by this process and its finished children (/proc/self/stat). */
 function cpuSeconds() {
@@ -99,12 +110,14 @@ function run(cmd, cmdArgs) {
 }
 
 function ours() {
-  const j = JSON.parse(run(process.execPath, [runCli, "benchmark", "-m", model, "--backend", "cpu", "--prompt-tokens", String(promptTokens), "--num-tokens", String(genTokens), "--repeats", String(repeats), "--json"]));
-  return { pp: j.pp?.tokensPerSecond ?? NaN, tg: j.tg?.tokensPerSecond ?? NaN, ppThreads: j.threads, tgThreads: j.generationThreads ?? j.threads };
+  const gpu = ngl === undefined ? [] : ["--gpu-layers", String(ngl)];
+  const j = JSON.parse(run(process.execPath, [runCli, "benchmark", "-m", model, "--backend", backend, ...gpu, "--prompt-tokens", String(promptTokens), "--num-tokens", String(genTokens), "--repeats", String(repeats), "--json"]));
+  return { pp: j.pp?.tokensPerSecond ?? NaN, tg: j.tg?.tokensPerSecond ?? NaN, ppThreads: j.threads, tgThreads: j.generationThreads ?? j.threads, loadSeconds: j.loadSeconds };
 }
 
 function reference() {
-  const rows = JSON.parse(run(llamaBench, ["-m", model, "-t", benchThreads.join(","), "-p", String(promptTokens), "-n", String(genTokens), "-r", String(repeats), "-o", "json"]));
+  const where = backend === "cpu" ? ["-t", benchThreads.join(",")] : ["-ngl", String(ngl ?? 99)];
+  const rows = JSON.parse(run(llamaBench, ["-m", model, ...where, "-p", String(promptTokens), "-n", String(genTokens), "-r", String(repeats), "-o", "json"]));
   const best = (pick) => rows.filter(pick).reduce((b, r) => (r.avg_ts > (b?.avg_ts ?? -1) ? r : b), undefined);
   const pp = best((r) => r.n_prompt > 0 && r.n_gen === 0);
   const tg = best((r) => r.n_gen > 0 && r.n_prompt === 0);
@@ -117,8 +130,17 @@ const median = (xs) => {
 };
 const mode = (xs) => [...xs.reduce((m, x) => m.set(x, (m.get(x) ?? 0) + 1), new Map())].sort((a, b) => b[1] - a[1])[0]?.[0];
 const fmt = (x) => (Number.isFinite(x) ? x.toFixed(1) : "-");
+const fmt2 = (x) => (Number.isFinite(x) ? x.toFixed(2) : "-");
 
-console.error(`model ${model}\nllama-bench ${llamaBench} (-t ${benchThreads.join(",")}), ours: default threads; ${rounds} rounds of ${repeats} repeats`);
+/** The GPU's name, as nvidia-smi gives it (cuda only). */
+function gpuName() {
+  const r = spawnSync("nvidia-smi", ["--query-gpu=name", "--format=csv,noheader"], { encoding: "utf8" });
+  return r.status === 0 ? r.stdout.trim().split("\n")[0] : "unknown GPU";
+}
+const where = backend === "cpu" ? `CPU, ${cores} cores` : `CUDA, ${gpuName()} (${cores} CPU cores)`;
+const refArgs = backend === "cpu" ? `-t ${benchThreads.join(",")}` : `-ngl ${ngl ?? 99}, default threads`;
+const ourArgs = backend === "cpu" ? "default threads" : `--backend cuda${ngl === undefined ? "" : ` --gpu-layers ${ngl}`}`;
+console.error(`model ${model}\nllama-bench ${llamaBench} (${refArgs}), ours: ${ourArgs}; ${rounds} rounds of ${repeats} repeats`);
 const results = [];
 for (let i = 0; i < rounds; i++) {
   const before = cpuSeconds();
@@ -129,14 +151,14 @@ for (let i = 0; i < rounds; i++) {
   const otherLoad = before && after ? Math.max(0, after.machine - before.machine - (after.mine - before.mine)) / wallS : NaN;
   results.push({ ...pair, otherLoad });
   console.error(
-    `round ${i + 1}: ours pp ${fmt(pair.ours.pp)} tg ${fmt(pair.ours.tg)} | llama-bench pp ${fmt(pair.ref.pp)} (t${pair.ref.ppThreads}) tg ${fmt(pair.ref.tg)} (t${pair.ref.tgThreads}) | other load ${Number.isFinite(otherLoad) ? otherLoad.toFixed(2) : "?"} CPUs`,
+    `round ${i + 1}: ours pp ${fmt(pair.ours.pp)} tg ${fmt(pair.ours.tg)} load ${fmt2(pair.ours.loadSeconds)} s | llama-bench pp ${fmt(pair.ref.pp)} (t${pair.ref.ppThreads}) tg ${fmt(pair.ref.tg)} (t${pair.ref.tgThreads}) | other load ${Number.isFinite(otherLoad) ? otherLoad.toFixed(2) : "?"} CPUs`,
   );
 }
 
 const quiet = results.filter((r) => r.otherLoad <= MAX_OTHER_LOAD);
 const used = quiet.length * 2 >= results.length ? quiet : results;
 const which = used === quiet ? `${quiet.length} of ${results.length} rounds without other load` : `all ${results.length} rounds (only ${quiet.length} without other load; figures are noisy)`;
-console.log(`\nllama-pajamas-run benchmark vs llama-bench, CPU, ${cores} cores; ${model}`);
+console.log(`\nllama-pajamas-run benchmark vs llama-bench, ${where}; ${model}`);
 console.log(`medians over ${which}\n`);
 console.log("| test | ours t/s | ours threads | llama-bench t/s | llama-bench best threads | ratio | target |");
 console.log("| --- | ---: | ---: | ---: | ---: | ---: | --- |");
@@ -149,6 +171,4 @@ for (const [test, n] of [["pp", promptTokens], ["tg", genTokens]]) {
   const threads = (side) => mode(used.map((r) => r[side][`${test}Threads`]));
   console.log(`| ${test}${n} | ${fmt(o)} | ${threads("ours")} | ${fmt(b)} | ${threads("ref")} | ${ratio.toFixed(2)} | ${ratio >= TARGET ? "ok" : "below"} ${TARGET} |`);
 }
-console.log(
-  "\nCPU only. CUDA is out of scope here: node-llama-cpp's CUDA binaries (@node-llama-cpp/linux-x64-cuda and -cuda-ext, over 500 MB) are too large to carry to the GPU machine.",
-);
+console.log(`\nours: load ${fmt2(median(used.map((r) => r.ours.loadSeconds)))} s (median; llama-bench reports no load time)`);
