@@ -244,6 +244,8 @@ async function convertOnce(opts: ConvertOptions): Promise<ConvertResult> {
         method: wanted.mlx,
         groupSize: opts.mlxGroupSize,
         kernel: opts.mlxKernel,
+        // the imatrix (--imatrix or --calibrate's) weights each group's scale and bias
+        ...(imatrix ? { imatrix, imatrixLabel: basename(opts.imatrixLabel ?? opts.imatrixPath!) } : {}),
         sourceBytes: ckpt.weightBytes,
         onProgress: opts.onProgress && ((e) => opts.onProgress!({ ...e, tensorName: `mlx/${e.tensorName}` })),
         signal: opts.signal,

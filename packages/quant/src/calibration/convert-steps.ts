@@ -1,6 +1,6 @@
 // The steps `convert --calibrate` and `convert --validate` add around the pipeline's one pass:
-// an importance matrix computed first (calibrate.ts) and used for every GGUF type, then kept
-// in the artifact as imatrix.gguf; and, after the artifact is written, validate() of its first
+// an importance matrix computed first (calibrate.ts) and used for every GGUF type and for the
+// MLX export's scales and biases (mlx/weighted.ts), then kept in the artifact as imatrix.gguf; and, after the artifact is written, validate() of its first
 // quantized GGUF against the F16 model, which fills the manifest's validation block.
 
 import { copyFile, readFile, rename, writeFile } from "node:fs/promises";
@@ -64,7 +64,7 @@ export async function convertWithSteps(
         seconds: r.seconds,
         text: cal.text.info,
       };
-      await recordCalibration(join(result.outputDir, "gguf", METADATA_FILE), cal);
+      for (const format of ["gguf", "mlx"]) await recordCalibration(join(result.outputDir, format, METADATA_FILE), cal);
     }
     if (opts.validate) {
       const v = typeof opts.validate === "object" ? opts.validate : {};
@@ -87,9 +87,9 @@ export async function convertWithSteps(
 }
 
 /**
- * gguf/metadata.json gets a `calibration` block: the imatrix file, its windows, and the text
+ * gguf/metadata.json and mlx/metadata.json get a `calibration` block: the imatrix file, its windows, and the text
  * that went through the model (dataset, config, split and rows, or the file; bytes and sha256),
- * so the artifact says what it was calibrated on. No GGUF output, no metadata.json: nothing to do.
+ * so the artifact says what it was calibrated on. A format not written has no metadata.json: nothing to do.
  */
 async function recordCalibration(metadataPath: string, cal: Calibration): Promise<void> {
   let raw: Record<string, unknown>;

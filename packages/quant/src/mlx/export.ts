@@ -15,6 +15,10 @@
 //
 // Streaming: each parameter is read in row chunks, cast to the model dtype, quantized and
 // written at its place in the shard (positional writes), so memory holds one chunk.
+//
+// With an importance matrix (convert --calibrate or --imatrix), modules it has an entry for
+// choose each group's scale and bias by importance-weighted error (weighted.ts); the files keep
+// exactly MLX's format, and metadata.json says so. Without one, the bytes are mx.quantize's.
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { copyFile, mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
@@ -23,11 +27,14 @@ import { ConversionError, InputError, OutputError } from "@llama-pajamas/artifac
 import type { HFConfig } from "@llama-pajamas/gguf/architectures/types.js";
 import { openCheckpointTensors, readTensorF32, type SafetensorsTensor } from "@llama-pajamas/gguf/formats/safetensors.js";
 import { type AffineKernel, type MLXFloatDtype, affineQuantize, checkAffineParams, dtypeBytes, encodeDtype } from "@llama-pajamas/gguf/mlx/affine.js";
-import { type MLXMetadata, buildMLXMetadata, filesDigest } from "./metadata.js";
+import { ImportanceMatrix } from "../quantize/imatrix.js";
+import { type ModuleImportance, moduleImportance } from "./importance.js";
+import { type MLXImportanceInfo, type MLXMetadata, buildMLXMetadata, filesDigest } from "./metadata.js";
 import { type MLXModule, type MLXParam, getMLXModel } from "./models/index.js";
 import { PyDict, type PyValue, comparePyStrings, parsePyJson, pyJsonDumps, pyTruthyValue, toPy } from "./python-json.js";
 import { MLX_DEFAULT_GROUP_SIZE, type MLXMethod, type QuantizationPlan, checkGroupSize, parseMLXMethod, planQuantization } from "./recipes.js";
 import { SafetensorsFileWriter, type TensorEntry, entryBytes } from "./safetensors-writer.js";
+import { type WeightedStats, affineQuantizeWeighted, newWeightedStats } from "./weighted.js";
 
 /** mlx_lm/utils.py MAX_FILE_SIZE_GB = 5, in bytes (make_shards: `max_file_size_gb << 30`). */
 export const MLX_SHARD_BYTES = 5 * 2 ** 30;
@@ -75,6 +82,13 @@ export interface MLXExportOptions {
   kernel?: AffineKernel;
   /** Shard size limit; default mlx-lm's 5 GiB. */
   shardBytes?: number;
+  /**
+   * Importance matrix by GGUF tensor name (readImatrix's, or calibration's): quantized modules it
+   * covers get importance-weighted scales and biases. Without it the output is mx.quantize's.
+   */
+  imatrix?: ReadonlyMap<string, Float32Array>;
+  /** How metadata.json names the imatrix (default "imatrix"). */
+  imatrixLabel?: string;
   /** Size of the source weights, for the compression ratio; default: the checkpoint's *.safetensors. */
   sourceBytes?: number;
   onProgress?: (event: MLXProgressEvent) => void;
@@ -131,6 +145,9 @@ export async function exportMLX(opts: MLXExportOptions): Promise<MLXExportResult
   const target = method.dtype ?? conversionDtype(config);
   const dtypeOf = (p: MLXParam): MLXFloatDtype => target ?? promote(p.runs.map((r) => sources.get(r.tensor)!.dtype));
   const tensors = outputTensors(modules, plan, dtypeOf);
+  const importanceOf = opts.imatrix ? moduleImportance(opts.imatrix, numLayers) : undefined;
+  const stats = newWeightedStats();
+  let weightedModules = 0;
   const shards = makeShards(tensors, opts.shardBytes ?? MLX_SHARD_BYTES);
   const shardName = (i: number) => (shards.length > 1 ? `model-${pad5(i + 1)}-of-${pad5(shards.length)}.safetensors` : "model.safetensors");
 
@@ -146,7 +163,10 @@ export async function exportMLX(opts: MLXExportOptions): Promise<MLXExportResult
     let bytesRead = 0;
     for (const [i, { m, p }] of params.entries()) {
       if (opts.signal?.aborted) throw new OutputError("MLX export interrupted; nothing was kept");
-      await writeParam({ module: m, param: p, quant: p.name === "weight" ? plan.modules.get(m.path) : undefined, dtype: dtypeOf(p), sources, writerOf, kernel: opts.kernel });
+      const quant = p.name === "weight" ? plan.modules.get(m.path) : undefined;
+      const importance = quant ? importanceOf?.(m) : undefined;
+      if (importance) weightedModules++;
+      await writeParam({ module: m, param: p, quant, importance, stats, dtype: dtypeOf(p), sources, writerOf, kernel: opts.kernel });
       bytesRead += runBytes(p, sources);
       opts.onProgress?.({ tensorIndex: i + 1, tensorCount: params.length, tensorName: `${m.path}.${p.name}`, bytesRead, bytesTotal, elapsedMs: Date.now() - started });
     }
@@ -177,7 +197,8 @@ export async function exportMLX(opts: MLXExportOptions): Promise<MLXExportResult
     const dtypes = new Set(modules.flatMap((m) => m.params.map(dtypeOf)));
     const dtype = dtypes.size === 1 ? [...dtypes][0]! : "mixed";
     const sha256 = filesDigest(files);
-    const metadata = buildMLXMetadata({ method, plan, modules, moduleBits, dtype, files, sha256, weightBytes, totalSize, totalParameters, kernel: opts.kernel ?? "metal" });
+    const importance = opts.imatrix && importanceInfo(opts.imatrix, opts.imatrixLabel ?? "imatrix", weightedModules, stats);
+    const metadata = buildMLXMetadata({ method, plan, modules, moduleBits, dtype, files, sha256, weightBytes, totalSize, totalParameters, kernel: opts.kernel ?? "metal", importance });
     await writeFile(join(dir, "metadata.json"), JSON.stringify(metadata, null, 2) + "\n");
     return {
       dir,
@@ -308,10 +329,26 @@ function runBytes(p: MLXParam, sources: ReadonlyMap<string, SafetensorsTensor>):
   }, 0);
 }
 
+/** metadata.json's record of the importance weighting: which imatrix, how much it changed. */
+function importanceInfo(imatrix: ReadonlyMap<string, Float32Array>, label: string, modules: number, stats: WeightedStats): MLXImportanceInfo {
+  const pct = (x: number) => Math.round(x * 10000) / 100;
+  return {
+    imatrix: label,
+    ...(imatrix instanceof ImportanceMatrix ? { datasets: imatrix.datasets, chunks: imatrix.chunkCount, entries: imatrix.size } : { entries: imatrix.size }),
+    modules,
+    groups: stats.groups,
+    groups_changed_pct: stats.groups > 0 ? pct(stats.changed / stats.groups) : 0,
+    weighted_error_reduction_pct: stats.errorMLX > 0 ? pct(1 - stats.errorWeighted / stats.errorMLX) : 0,
+  };
+}
+
 async function writeParam(opts: {
   module: MLXModule;
   param: MLXParam;
   quant: { groupSize: number; bits: number } | undefined;
+  /** The module's importance vector, when the imatrix has one: weighted quantization. */
+  importance: ModuleImportance | undefined;
+  stats: WeightedStats;
   dtype: MLXFloatDtype;
   sources: ReadonlyMap<string, SafetensorsTensor>;
   writerOf: Map<string, SafetensorsFileWriter>;
@@ -332,7 +369,9 @@ async function writeParam(opts: {
       if (!quant) {
         await writer(base).write(base, row * cols * dtypeBytes(dtype), encodeDtype(data, dtype));
       } else {
-        const q = affineQuantize({ data, cols, groupSize: quant.groupSize, bits: quant.bits, dtype, kernel: opts.kernel, name: base, firstRow: row });
+        const args = { data, cols, groupSize: quant.groupSize, bits: quant.bits, dtype, kernel: opts.kernel, name: base, firstRow: row };
+        const imp = opts.importance;
+        const q = imp ? affineQuantizeWeighted({ ...args, importance: imp.importance, rowsPerSlice: imp.rowsPerSlice }, opts.stats) : affineQuantize(args);
         const groups = cols / quant.groupSize;
         const path = opts.module.path;
         await writer(`${path}.weight`).write(`${path}.weight`, row * ((cols * quant.bits) / 32) * 4, asBytes(q.weight));

@@ -51,6 +51,10 @@ export interface MLXMetadata {
     bits_per_weight: number;
     /** Whose rounding was reproduced: "metal" (Apple GPU and CUDA) or "cpu". */
     kernel: AffineKernel;
+    /** Present and true when scales and biases were chosen by importance-weighted error. */
+    importance_weighted?: true;
+    /** With importance_weighted: the imatrix used and what it changed. */
+    importance?: MLXImportanceInfo;
   };
   dtype: MLXFloatDtype | "mixed";
   total_parameters: number;
@@ -63,6 +67,24 @@ export interface MLXMetadata {
   files: MLXFileEntry[];
   /** sha256 of the listing of `files` (see the header). */
   files_sha256: string;
+}
+
+/** metadata.json's quantization.importance: the imatrix's provenance and the effect. */
+export interface MLXImportanceInfo {
+  /** The imatrix file as the artifact names it (imatrix.gguf after --calibrate). */
+  imatrix: string;
+  /** imatrix.datasets: the calibration text it was computed on. */
+  datasets?: string[];
+  chunks?: number;
+  /** Weight tensors the imatrix has an entry for. */
+  entries: number;
+  /** Quantized modules weighted (the others, embeddings included, are plain MLX). */
+  modules: number;
+  groups: number;
+  /** Groups whose scale, bias or codes differ from MLX's min/max choice. */
+  groups_changed_pct: number;
+  /** Drop of the summed importance-weighted squared error against MLX's choice, in %. */
+  weighted_error_reduction_pct: number;
 }
 
 export function filesDigest(files: readonly { name: string; sha256: string }[]): string {
@@ -85,6 +107,7 @@ export function buildMLXMetadata(opts: {
   totalSize: number;
   totalParameters: number;
   kernel: AffineKernel;
+  importance?: MLXImportanceInfo;
 }): MLXMetadata {
   const fb = floatBits(opts.dtype);
   const bitsOf = (path: string): number => opts.moduleBits[path] ?? fb;
@@ -107,6 +130,10 @@ export function buildMLXMetadata(opts: {
   };
   if (opts.modules.some((m) => m.path === "lm_head")) q.lm_head_bits = bitsOf("lm_head");
   if (opts.method.highBits !== undefined) q.high_bits = opts.method.highBits;
+  if (opts.importance && opts.importance.modules > 0) {
+    q.importance_weighted = true;
+    q.importance = opts.importance;
+  }
   return {
     format: "mlx",
     format_version: MLX_FORMAT_VERSION,
