@@ -169,10 +169,18 @@ export function affineGroupParams(values: Float32Array, offset: number, opts: { 
 }
 
 /**
- * mx.quantize(w, group_size, bits, mode="affine") of a [rows, cols] array (any leading dims
- * flattened into rows). Non-finite inputs are refused: MLX would quietly write garbage.
+ * Quantizes one group: writes its codes to q[at .. at + groupSize) and returns its scale and bias
+ * (float32 values of the weight dtype). `w` is the data cast to the dtype; the group starts at
+ * w[start] and lies in row `row` of the call's data.
  */
-export function affineQuantize(opts: AffineQuantizeOptions): AffineQuantized {
+export type GroupQuantizer = (w: Float32Array, start: number, row: number, q: Uint8Array, at: number) => { scale: number; bias: number };
+
+/**
+ * MLX's affine layout for a [rows, cols] array (any leading dims flattened into rows), with each
+ * group's scale, bias and codes chosen by `quantizeGroup`: packing, storage dtype and the
+ * refusal of non-finite inputs (MLX would quietly write garbage) are shared by every chooser.
+ */
+export function affineQuantizeGroups(opts: AffineQuantizeOptions, quantizeGroup: GroupQuantizer): AffineQuantized {
   const { cols, groupSize, bits } = opts;
   checkAffineParams({ ...opts, cols });
   if (opts.data.length % cols !== 0) throw new RangeError(`${opts.data.length} values are not whole rows of ${cols}`);
@@ -183,8 +191,6 @@ export function affineQuantize(opts: AffineQuantizeOptions): AffineQuantized {
   const weight = new Uint32Array(rows * wordsPerRow);
   const scales = new Float32Array(rows * groupsPerRow);
   const biases = new Float32Array(rows * groupsPerRow);
-  const nBins = (1 << bits) - 1;
-  const round = (opts.kernel ?? "metal") === "metal" ? roundHalfAway : roundHalfEven;
   const q = new Uint8Array(cols);
   for (let r = 0; r < rows; r++) {
     for (let g = 0; g < groupsPerRow; g++) {
@@ -197,19 +203,33 @@ export function affineQuantize(opts: AffineQuantizeOptions): AffineQuantized {
           );
         }
       }
-      const { scale, bias } = affineGroupParams(w, start, { groupSize, bits, kernel: opts.kernel });
+      const { scale, bias } = quantizeGroup(w, start, r, q, g * groupSize);
       scales[r * groupsPerRow + g] = scale;
       biases[r * groupsPerRow + g] = bias;
-      for (let j = 0; j < groupSize; j++) {
-        let v = round(Math.fround(Math.fround(w[start + j]! - bias) / scale));
-        if (v < 0) v = 0; // never taken in exact arithmetic; the CPU kernel clamps anyway
-        if (v > nBins) v = nBins;
-        q[g * groupSize + j] = v;
-      }
     }
     packRow(q, bits, weight, r * wordsPerRow);
   }
   return { weight, scales: storeParams(scales, opts.dtype), biases: storeParams(biases, opts.dtype) };
+}
+
+/**
+ * mx.quantize(w, group_size, bits, mode="affine") of a [rows, cols] array (any leading dims
+ * flattened into rows). Non-finite inputs are refused: MLX would quietly write garbage.
+ */
+export function affineQuantize(opts: AffineQuantizeOptions): AffineQuantized {
+  const { groupSize, bits } = opts;
+  const nBins = (1 << bits) - 1;
+  const round = (opts.kernel ?? "metal") === "metal" ? roundHalfAway : roundHalfEven;
+  return affineQuantizeGroups(opts, (w, start, _row, q, at) => {
+    const { scale, bias } = affineGroupParams(w, start, { groupSize, bits, kernel: opts.kernel });
+    for (let j = 0; j < groupSize; j++) {
+      let v = round(Math.fround(Math.fround(w[start + j]! - bias) / scale));
+      if (v < 0) v = 0; // never taken in exact arithmetic; the CPU kernel clamps anyway
+      if (v > nBins) v = nBins;
+      q[at + j] = v;
+    }
+    return { scale, bias };
+  });
 }
 
 function storeParams(values: Float32Array, dtype: MLXFloatDtype): Uint16Array | Float32Array {

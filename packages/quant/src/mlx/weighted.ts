@@ -26,16 +26,16 @@
 // Groups whose importances are all zero (a column no calibration token reached) keep MLX's.
 // Cost: about 1.5M weights/s on one core, some 20x slower than affineQuantize's min/max.
 import { ConversionError } from "@llama-pajamas/artifact";
-import { f16ToF32, f32BitsToF16Bits, f32ToBF16, f32ToF16 } from "@llama-pajamas/gguf/formats/float.js";
+import { f16ToF32, f32BitsToF16Bits } from "@llama-pajamas/gguf/formats/float.js";
 import {
   type AffineKernel,
   type AffineQuantizeOptions,
   type AffineQuantized,
   type MLXFloatDtype,
   affineGroupParams,
+  affineQuantizeGroups,
   castToDtype,
   checkAffineParams,
-  packRow,
   roundHalfAway,
   roundHalfEven,
 } from "@llama-pajamas/gguf/mlx/affine.js";
@@ -107,7 +107,6 @@ export function weightedAffineGroup(opts: { values: Float32Array; importance: Fl
 export function affineQuantizeWeighted(opts: WeightedAffineOptions, stats?: WeightedStats): AffineQuantized {
   const { cols, groupSize, bits } = opts;
   checkAffineParams({ ...opts, cols });
-  if (opts.data.length % cols !== 0) throw new RangeError(`${opts.data.length} values are not whole rows of ${cols}`);
   const imp = opts.importance;
   if (imp.length === 0 || imp.length % cols !== 0) {
     throw new ConversionError(`${opts.name ?? "tensor"}: ${imp.length} importance values are not whole slices of ${cols} columns`);
@@ -116,44 +115,21 @@ export function affineQuantizeWeighted(opts: WeightedAffineOptions, stats?: Weig
   if (slices > 1 && !(opts.rowsPerSlice !== undefined && opts.rowsPerSlice > 0)) {
     throw new ConversionError(`${opts.name ?? "tensor"}: ${slices} importance slices need rowsPerSlice`);
   }
-  const w = castToDtype(opts.data, opts.dtype);
-  const rows = w.length / cols;
-  const groupsPerRow = cols / groupSize;
-  const wordsPerRow = (cols * bits) / 32;
-  const weight = new Uint32Array(rows * wordsPerRow);
-  const scales = new Float32Array(rows * groupsPerRow);
-  const biases = new Float32Array(rows * groupsPerRow);
   const solver = new GroupSolver(groupSize, bits, opts.dtype, opts.kernel ?? "metal");
-  const q = new Uint8Array(cols);
   const firstRow = opts.firstRow ?? 0;
-  for (let r = 0; r < rows; r++) {
+  return affineQuantizeGroups(opts, (w, start, r, q, at) => {
     const slice = slices === 1 ? 0 : Math.floor((firstRow + r) / opts.rowsPerSlice!);
     if (slice >= slices) throw new ConversionError(`${opts.name ?? "tensor"}: row ${firstRow + r} falls past the ${slices} importance slices`);
-    for (let g = 0; g < groupsPerRow; g++) {
-      const start = r * cols + g * groupSize;
-      for (let j = 0; j < groupSize; j++) {
-        if (!Number.isFinite(w[start + j]!)) {
-          throw new ConversionError(
-            `${opts.name ?? "tensor"} has a non-finite value (${w[start + j]}) at row ${firstRow + r}, column ${g * groupSize + j}; ` +
-              `it cannot be quantized (the checkpoint looks corrupt)`,
-          );
-        }
-      }
-      const res = solver.solve(w, start, imp, slice * cols + g * groupSize);
-      scales[r * groupsPerRow + g] = res.scale;
-      biases[r * groupsPerRow + g] = res.bias;
-      q.set(solver.q, g * groupSize);
-      if (stats) {
-        stats.groups++;
-        if (!res.fromMLX) stats.changed++;
-        stats.errorMLX += res.errorMLX;
-        stats.errorWeighted += res.error;
-      }
+    const res = solver.solve(w, start, imp, slice * cols + at);
+    q.set(solver.q, at);
+    if (stats) {
+      stats.groups++;
+      if (!res.fromMLX) stats.changed++;
+      stats.errorMLX += res.errorMLX;
+      stats.errorWeighted += res.error;
     }
-    packRow(q, bits, weight, r * wordsPerRow);
-  }
-  const store = (v: Float32Array) => (opts.dtype === "bfloat16" ? f32ToBF16(v) : opts.dtype === "float16" ? f32ToF16(v) : v);
-  return { weight, scales: store(scales), biases: store(biases) };
+    return res;
+  });
 }
 
 interface Solution {
