@@ -4,7 +4,9 @@ import { copyFile, mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { f32ToBF16 } from "@llama-pajamas/gguf/formats/float.js";
 import { readSafetensorsHeader, readTensorBytes, readTensorF32, type SafetensorsTensor } from "@llama-pajamas/gguf/formats/safetensors.js";
+import { expect } from "vitest";
 import { SafetensorsFileWriter } from "../src/mlx/safetensors-writer.js";
+import { validate } from "../src/validation/validate.js";
 import { FIXTURES } from "./helpers.js";
 
 /** Deterministic normal-ish values (sum of uniforms), scaled like weights. */
@@ -155,3 +157,17 @@ export async function u16(t: SafetensorsTensor): Promise<Uint16Array> {
 }
 
 export { readTensorF32 };
+
+/**
+ * Plain and importance-weighted MLX exports validated the same way against an F16 GGUF (first
+ * `chunks` of the default text): the weighted one must have the lower mean KLD.
+ */
+export async function expectWeightedCloser(f16: string, plainDir: string, weightedDir: string, chunks: number): Promise<void> {
+  const measure = async (mlxDir: string) => {
+    const v = await validate({ original: f16, quantized: mlxDir, chunks, updateArtifact: false });
+    return { kld: v.kld!.mean, ppl: v.perplexity!.quantized };
+  };
+  const plain = await measure(plainDir);
+  const weighted = await measure(weightedDir);
+  expect(weighted.kld, `mean KLD (perplexity): plain ${plain.kld} (${plain.ppl}), weighted ${weighted.kld} (${weighted.ppl})`).toBeLessThan(plain.kld);
+}

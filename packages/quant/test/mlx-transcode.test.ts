@@ -12,13 +12,13 @@ import { readGGUF, type GGUFFile } from "@llama-pajamas/gguf/formats/gguf-reader
 import { GGMLType } from "@llama-pajamas/gguf/formats/gguf-types.js";
 import { openCheckpointTensors, readTensorBytes, readTensorF32 } from "@llama-pajamas/gguf/formats/safetensors.js";
 import { dequantizeRows } from "@llama-pajamas/gguf/ggml.js";
-import { unpackRow } from "@llama-pajamas/gguf/mlx/affine.js";
 import { CACHE_DIR_ENV, Runtime, ensureTranscoded, transcodeMLX, type TranscodeReport } from "llama-pajamas-run";
 import { convert } from "../src/pipeline.js";
 import { validate } from "../src/validation/validate.js";
 import { SafetensorsFileWriter } from "../src/mlx/safetensors-writer.js";
 import { FIXTURES } from "./helpers.js";
 import { tensorBytes } from "./quantize-helpers.js";
+import { firstDifference, mlxDequantize } from "../../run/test/mlx-reference.js";
 
 let tmp: string;
 beforeAll(async () => {
@@ -28,25 +28,6 @@ afterAll(async () => {
   await rm(tmp, { recursive: true, force: true });
 });
 
-/** MLX's float32 dequantization, written out here on its own (not the transcoder's). */
-function mlxDequantize(words: Uint32Array, scales: Float32Array, biases: Float32Array, rows: number, cols: number, bits: number, groupSize: number): Float32Array {
-  const out = new Float32Array(rows * cols);
-  const q = new Uint8Array(cols);
-  for (let r = 0; r < rows; r++) {
-    unpackRow(words, (r * cols * bits) / 32, bits, cols, q);
-    for (let c = 0; c < cols; c++) {
-      const g = r * (cols / groupSize) + Math.floor(c / groupSize);
-      out[r * cols + c] = Math.fround(Math.fround(q[c]! * scales[g]!) + biases[g]!);
-    }
-  }
-  return out;
-}
-
-function firstDifference(a: Float32Array, b: Float32Array): string | undefined {
-  if (a.length !== b.length) return `lengths ${a.length} vs ${b.length}`;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i] && !(Number.isNaN(a[i]) && Number.isNaN(b[i]))) return `at ${i}: ${a[i]} vs ${b[i]}`;
-  return undefined;
-}
 
 /** HF names of mlx-lm's stacked expert parts, per model_type. */
 const EXPERT_PARTS: Record<string, Record<string, string>> = { mixtral: { gate_proj: "w1", down_proj: "w2", up_proj: "w3" } };

@@ -13,8 +13,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { exportMLX } from "../src/mlx/export.js";
 import { convert } from "../src/pipeline.js";
 import { readImatrix } from "../src/quantize/imatrix.js";
-import { validate } from "../src/validation/validate.js";
 import { FIXTURES, REFERENCE } from "./helpers.js";
+import { expectWeightedCloser } from "./mlx-helpers.js";
 
 /** Chunks of the default text (512 tokens each) per comparison. */
 const CHUNKS = 2;
@@ -26,18 +26,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
-
-async function kld(f16: string, mlxDir: string): Promise<{ kld: number; ppl: number }> {
-  const v = await validate({ original: f16, quantized: mlxDir, chunks: CHUNKS, updateArtifact: false });
-  return { kld: v.kld!.mean, ppl: v.perplexity!.quantized };
-}
-
-/** Plain and weighted exports measured the same way; the weighted one must be closer to F16. */
-async function expectCloser(f16: string, plainDir: string, weightedDir: string): Promise<void> {
-  const plain = await kld(f16, plainDir);
-  const weighted = await kld(f16, weightedDir);
-  expect(weighted.kld, `mean KLD (perplexity): plain ${plain.kld} (${plain.ppl}), weighted ${weighted.kld} (${weighted.ppl})`).toBeLessThan(plain.kld);
-}
 
 describe("llama-tiny with llama-imatrix's matrix (convert --imatrix)", () => {
   let f16: string;
@@ -60,10 +48,10 @@ describe("llama-tiny with llama-imatrix's matrix (convert --imatrix)", () => {
   // Measured here: 4 bits 0.1226 -> 0.1184, 3 bits 0.849 -> 0.672; on the whole default text
   // (73,216 tokens) 0.1437 -> 0.1323 and 0.922 -> 0.838.
   it("4 bits: lower mean KLD against F16 than plain MLX", async () => {
-    await expectCloser(f16, join(dir, "llama-4bit-plain"), join(dir, "llama", "mlx"));
+    await expectWeightedCloser(f16, join(dir, "llama-4bit-plain"), join(dir, "llama", "mlx"), CHUNKS);
   });
 
   it("3 bits: lower mean KLD against F16 than plain MLX", async () => {
-    await expectCloser(f16, join(dir, "llama-3bit-plain"), join(dir, "llama-3bit-weighted"));
+    await expectWeightedCloser(f16, join(dir, "llama-3bit-plain"), join(dir, "llama-3bit-weighted"), CHUNKS);
   });
 });

@@ -12,8 +12,8 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { exportMLX } from "../src/mlx/export.js";
 import { convert } from "../src/pipeline.js";
-import { validate } from "../src/validation/validate.js";
 import { FIXTURES, SHARED } from "./helpers.js";
+import { expectWeightedCloser } from "./mlx-helpers.js";
 
 const CALIB = join(SHARED, "fixtures", "text", "calib.txt");
 /** Chunks of the default text (512 tokens each) per comparison: one here (a 152k vocabulary makes
@@ -27,18 +27,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
-
-async function kld(f16: string, mlxDir: string): Promise<{ kld: number; ppl: number }> {
-  const v = await validate({ original: f16, quantized: mlxDir, chunks: CHUNKS, updateArtifact: false });
-  return { kld: v.kld!.mean, ppl: v.perplexity!.quantized };
-}
-
-/** Plain and weighted exports measured the same way; the weighted one must be closer to F16. */
-async function expectCloser(f16: string, plainDir: string, weightedDir: string): Promise<void> {
-  const plain = await kld(f16, plainDir);
-  const weighted = await kld(f16, weightedDir);
-  expect(weighted.kld, `mean KLD (perplexity): plain ${plain.kld} (${plain.ppl}), weighted ${weighted.kld} (${weighted.ppl})`).toBeLessThan(plain.kld);
-}
 
 describe("qwen3-tiny through convert --calibrate --formats gguf,mlx", () => {
   let art: string;
@@ -62,6 +50,6 @@ describe("qwen3-tiny through convert --calibrate --formats gguf,mlx", () => {
   // Measured here: 0.1129 -> 0.0984. With a 32 x 512-token imatrix on the whole default text (60,928
   // tokens): 4 bits 0.1078 -> 0.0970, 3 bits 0.478 -> 0.469 (3-bit left out here to stay fast).
   it("4 bits: lower mean KLD against F16 than plain MLX", async () => {
-    await expectCloser(f16, join(dir, "qwen3-4bit-plain"), join(art, "mlx"));
+    await expectWeightedCloser(f16, join(dir, "qwen3-4bit-plain"), join(art, "mlx"), CHUNKS);
   });
 });

@@ -7,6 +7,7 @@ import { dequantizeRows } from "@llama-pajamas/gguf/ggml.js";
 import { affineQuantize, unpackRow } from "@llama-pajamas/gguf/mlx/affine.js";
 import { type AffineRows, blockSource, encodeRowAsBlocks, exactParams } from "../src/mlx/blocks.js";
 import { rowMapping, targetType } from "../src/mlx/transcode.js";
+import { firstDifference, mlxDequantize } from "./mlx-reference.js";
 
 /** A deterministic pseudo-random stream (xorshift32). */
 function random(seed: number): () => number {
@@ -19,25 +20,6 @@ function random(seed: number): () => number {
   };
 }
 
-/** MLX's float32 dequantization: q * scale + bias, each step rounded to float32. */
-function mlxDequantize(words: Uint32Array, scales: Float32Array, biases: Float32Array, rows: number, cols: number, bits: number, groupSize: number): Float32Array {
-  const out = new Float32Array(rows * cols);
-  const q = new Uint8Array(cols);
-  for (let r = 0; r < rows; r++) {
-    unpackRow(words, (r * cols * bits) / 32, bits, cols, q);
-    for (let c = 0; c < cols; c++) {
-      const g = r * (cols / groupSize) + Math.floor(c / groupSize);
-      out[r * cols + c] = Math.fround(Math.fround(q[c]! * scales[g]!) + biases[g]!);
-    }
-  }
-  return out;
-}
-
-function firstDifference(a: Float32Array, b: Float32Array): string | undefined {
-  if (a.length !== b.length) return `lengths ${a.length} vs ${b.length}`;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return `at ${i}: ${a[i]} vs ${b[i]}`;
-  return undefined;
-}
 
 describe("MLX affine groups as Q4_1 / Q5_1 blocks", () => {
   for (const bits of [4, 5]) {
