@@ -2,8 +2,9 @@
 // the MLX directory (mlx-lm reads only model*.safetensors, so it does not notice), or, when that
 // directory is read-only, under the user cache (LLAMA_PAJAMAS_CACHE, else
 // $XDG_CACHE_HOME/llama-pajamas, else ~/.cache/llama-pajamas). The file name carries a
-// fingerprint of the transcoder version, config.json and every safetensors file's name, size
-// and mtime, so a changed model or transcoder makes a new file and the stale one is removed.
+// fingerprint of the transcoder version, config.json, and the name, size and mtime of every
+// safetensors, index and tokenizer file, so a changed model or transcoder makes a new file and
+// the stale one is removed.
 import { createHash } from "node:crypto";
 import { access, constants, mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { homedir } from "node:os";

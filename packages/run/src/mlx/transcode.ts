@@ -310,10 +310,11 @@ export async function transcodeMLX(opts: TranscodeOptions): Promise<TranscodeRep
         const data = plan.build ? plan.build(inputs) : inputs[0]!;
         // Float sources are stored as the converter stores them (their own type, or F32): exact.
         const exact = recipe.how === "float" || recipe.type === GGMLType.F32;
-        await writer.writeTensorData(plan.name, encodeFloat(data, recipe.type));
+        const bytes = encodeFloat(data, recipe.type);
+        await writer.writeTensorData(plan.name, bytes);
         const from = recipe.how === "float" ? `float (${recipe.sources[0]!.info.dtype})` : describe(recipe.sources);
         const g = group(recipe.type, from, exact, elements);
-        if (g.tally) g.tally.add(data, widenStored(encodeFloat(data, recipe.type), recipe.type));
+        if (g.tally) g.tally.add(data, widenStored(bytes, recipe.type));
         for (const s of recipe.sources) bytesDone += sourceBytes(s);
       } else {
         await writeRows(writer, plan, recipe, group(recipe.type, describe(recipe.sources), recipe.exact, elements));
