@@ -9,6 +9,7 @@ import {
   MANIFEST_FILE,
   ManifestError,
   METADATA_FILE,
+  mlxFilesDigest,
   parseGGUFMetadata,
   parseManifest,
   VersionMismatchError,
@@ -262,9 +263,7 @@ export async function verifyMLXFiles(chosen: ChosenFile): Promise<void> {
     }
   }
   if (chosen.sha256 !== undefined) {
-    const listing = createHash("sha256")
-      .update([...files].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)).map((f) => `${f.sha256}  ${f.name}\n`).join(""))
-      .digest("hex");
+    const listing = mlxFilesDigest(files);
     if (listing !== chosen.sha256.expected) {
       throw new InputError(
         `the file list in ${listPath} hashes to ${listing}, but ${chosen.sha256.from} records ${chosen.sha256.expected} for the MLX directory; ` +

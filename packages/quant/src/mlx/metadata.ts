@@ -4,8 +4,7 @@
 // its `sha256sum` listing: one line `<sha256 hex>  <file name>\n` per file of mlx/ except
 // metadata.json (which holds the listing), sorted by name. metadata.json lists the same
 // files, so `sha256sum -c` can check each, and the digest checks the listing.
-import { createHash } from "node:crypto";
-import type { ManifestFormat } from "@llama-pajamas/artifact";
+import { type ManifestFormat, mlxFilesDigest } from "@llama-pajamas/artifact";
 import { RUNTIME_REQUIREMENT } from "../version.js";
 import type { AffineKernel, MLXFloatDtype } from "@llama-pajamas/gguf/mlx/affine.js";
 import type { MLXModule } from "./models/index.js";
@@ -87,11 +86,8 @@ export interface MLXImportanceInfo {
   weighted_error_reduction_pct: number;
 }
 
-export function filesDigest(files: readonly { name: string; sha256: string }[]): string {
-  return createHash("sha256")
-    .update(files.map((f) => `${f.sha256}  ${f.name}\n`).join(""))
-    .digest("hex");
-}
+/** The manifest's digest of the mlx/ listing (the contract's definition, see the header). */
+export const filesDigest = mlxFilesDigest;
 
 const floatBits = (dtype: MLXFloatDtype | "mixed"): number => (dtype === "float32" || dtype === "mixed" ? 32 : 16);
 
