@@ -205,6 +205,10 @@ export function fp32ToBf16Row(src: Float32Array, opts?: { vectorized?: boolean }
 }
 
 
+const GGML_F32 = 0;
+const GGML_F16 = 1;
+const GGML_BF16 = 30;
+
 /** Loads libggml-base now (libllama needs its symbols resolved first). */
 export function ensureGgmlLoaded(): void {
   ggmlBindings();
@@ -227,26 +231,22 @@ export function dequantizeRows(type: GGMLType | number, src: Uint8Array, nRows: 
   }
   const out = new Float32Array(nRows * nPerRow);
   if (out.length === 0) return out;
-  if (type === 0) {
-    out.set(new Float32Array(src.buffer.slice(src.byteOffset, src.byteOffset + src.byteLength)));
+  // Float types are widened here (aligned copies: `src` may sit at any byte offset).
+  const copy = () => src.buffer.slice(src.byteOffset, src.byteOffset + src.byteLength);
+  if (type === GGML_F32) {
+    out.set(new Float32Array(copy()));
     return out;
   }
+  if (type === GGML_F16 || type === GGML_BF16) return (type === GGML_F16 ? f16ToF32 : bf16ToF32)(new Uint16Array(copy()), out);
   let fn = b.dequantize.get(type);
   if (!fn) {
     const name = `dequantize_row_${ggmlTypeName(type).toLowerCase().replace(/_k$/, "_K")}`;
-    const known = type === 1 || type === 30 ? undefined : name; // F16, BF16: widened below
-    if (known) {
-      try {
-        fn = ggmlLib!.func(`void ${known}(const void *x, float *y, int64_t k)`) as (src: Uint8Array, dst: Float32Array, k: number) => void;
-      } catch (e) {
-        throw new UsageError(`libggml-base has no ${known}; cannot dequantize ${ggmlTypeName(type)}`, { cause: e });
-      }
-      b.dequantize.set(type, fn);
+    try {
+      fn = ggmlLib!.func(`void ${name}(const void *x, float *y, int64_t k)`) as (src: Uint8Array, dst: Float32Array, k: number) => void;
+    } catch (e) {
+      throw new UsageError(`libggml-base has no ${name}; cannot dequantize ${ggmlTypeName(type)}`, { cause: e });
     }
-  }
-  if (!fn) {
-    const halves = new Uint16Array(src.buffer.slice(src.byteOffset, src.byteOffset + src.byteLength));
-    return (type === 1 ? f16ToF32 : bf16ToF32)(halves, out);
+    b.dequantize.set(type, fn);
   }
   fn(src, out, out.length);
   return out;
