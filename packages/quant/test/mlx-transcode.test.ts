@@ -195,6 +195,19 @@ describe("other widths and the cache", () => {
     expect(file.tensors.filter((t) => t.type === GGMLType.Q8_0).length).toBe(29);
   });
 
+  it("validate reads an artifact's mlx/ entry by --method (its MLX method or mlx) like the MLX directory itself", async () => {
+    const original = join(FIXTURES, "qwen3-tiny");
+    const direct = await validate({ original, quantized: mlx8, metrics: ["perplexity"], chunks: 1, threads: 2, updateArtifact: false });
+    for (const method of ["8bit", "mlx"]) {
+      const viaArtifact = await validate({ original, quantized: join(tmp, "q8"), method, metrics: ["perplexity"], chunks: 1, threads: 2, updateArtifact: false });
+      expect(viaArtifact.perplexity!.quantized).toBe(direct.perplexity!.quantized);
+      expect(viaArtifact.quantized.method).toBe("8bit");
+    }
+    // 8 bits: within 1% of the original's perplexity (44.63 vs 44.66 on this chunk when written)
+    expect(Math.abs(direct.perplexity!.increasePct)).toBeLessThan(1);
+    expect(direct.perplexity!.quantized).not.toBe(direct.perplexity!.original);
+  }, 120_000);
+
   it("5-bit (group 32) goes to Q5_1 exactly: every value equals MLX's dequantization", async () => {
     const r = await transcodeMLX({ dir: mlx5, output: join(tmp, "q5.gguf") });
     expect(r.fileType).toBe("MOSTLY_Q5_1");

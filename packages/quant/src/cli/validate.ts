@@ -20,8 +20,9 @@ Required:
   --original PATH      the unquantized model: an F16/BF16/F32 GGUF, an artifact directory with
                        one, or a Hugging Face checkpoint directory or hub id (converted to F16
                        in a temporary directory first)
-  --quantized PATH     the quantized GGUF, or an artifact directory (its first quantized GGUF,
-                       or the one --method names)
+  --quantized PATH     the quantized GGUF, an artifact directory (its first quantized GGUF,
+                       or the one --method names; --method mlx for its mlx/ directory), or an
+                       MLX directory (run through the runtime's GGUF transcode, cached)
 
 Optional:
   --metrics LIST       perplexity,kld,mmlu (default perplexity,kld; kld gives both
@@ -31,7 +32,8 @@ Optional:
   --chunks N           at most N windows (default: all the text holds)
   --batch N            logical batch (default 2048: four 512-token windows per decode)
   --threads N          CPU threads (default: all cores)
-  --method NAME        which GGUF of an artifact directory, e.g. Q4_K_M
+  --method NAME        which file of an artifact directory, e.g. Q4_K_M, or mlx (or its MLX
+                       method, e.g. 4bit) for its mlx/ directory
   --mmlu SOURCE        multiple-choice questions: builtin (default, 40 questions), a file (JSONL
                        {question, choices, answer} or MMLU CSV question,A,B,C,D,answer), or a hub
                        dataset in cais/mmlu's layout, org/name[:config[:split]]: cais/mmlu is
