@@ -1,13 +1,15 @@
-// The one module that touches node-llama-cpp (and through it llama.cpp). It serves the cpu,
-// cuda, vulkan and metal backends: one engine whose GPU type is a load parameter, so the four
-// are one file with a table rather than four copies. node-llama-cpp is imported lazily so
+// The one module that touches node-llama-cpp's API. It serves the cuda, vulkan and metal
+// backends: one engine whose GPU type is a load parameter, so the three are one file with a
+// table rather than three copies. The cpu backend drives libllama directly (llama-direct.ts: a
+// persistent threadpool, which node-llama-cpp's context lacks) and borrows two things from here:
+// the Jinja renderer and the JSON-schema converter. node-llama-cpp is imported lazily so
 // `--help` and usage errors never load native code.
 import type { Llama, LlamaContext, LlamaContextSequence, LlamaEmbeddingContext, LlamaGpuType, LlamaGrammar, LlamaModel, Token } from "node-llama-cpp";
 import { InputError } from "@llama-pajamas/artifact";
 import type { BackendName, LogLevel } from "../config.js";
 import { ContextOverflowError, ModelStateError } from "../errors.js";
 import { BatchGatherer, serializeSampling } from "./llama-cpp-batching.js";
-import { nativeContext, sequenceId, splitThreads, timeOneTokenDecodes, tuneGenerationThreads } from "./llama-cpp-threads.js";
+import { nativeContext, sequenceId, timeOneTokenDecodes } from "./llama-cpp-threads.js";
 import type { Backend, GrammarSpec, LoadedModel, LoadOptions, ModelInfo, SampleRequest, TokenLogprob } from "./types.js";
 
 type LlamaCppBackendName = "cpu" | "cuda" | "vulkan" | "metal";
@@ -106,8 +108,44 @@ async function logContext(): Promise<string> {
   return lines.length > 0 ? ` (llama.cpp: ${lines.slice(-3).join("; ")})` : "";
 }
 
-interface JinjaRenderer {
+export interface JinjaRenderer {
   render(variables: Record<string, unknown>): string;
+}
+
+/** node-llama-cpp's Llama for the cpu build (shared; starts it on first use). */
+export function cpuLlama(): Promise<Llama> {
+  return getLlamaFor("cpu");
+}
+
+/** A GBNF grammar for `schema` from node-llama-cpp's JSON-schema converter. */
+export async function jsonSchemaGrammarWith(llama: Llama, schema: unknown): Promise<GrammarSpec> {
+  let gbnf: string;
+  try {
+    gbnf = (await llama.createGrammarForJsonSchema(schema as never)).grammar;
+  } catch (e) {
+    throw new InputError(`the JSON schema cannot be turned into a grammar: ${(e as Error).message}`, { cause: e, code: "E_GRAMMAR" });
+  }
+  return { gbnf: gbnf.replace(SCHEMA_GRAMMAR_TAIL, "") };
+}
+
+/**
+ * Renders with llama.cpp's own Jinja engine (common/jinja, the one llama-server uses), which
+ * node-llama-cpp ships but exposes only on its bindings object; the package is pinned to
+ * exactly 3.21.1. `renderers` caches the parsed templates.
+ */
+export function renderTemplateWith(llama: Llama, renderers: Map<string, JinjaRenderer>, template: string, variables: Record<string, unknown>): string {
+  let r = renderers.get(template);
+  try {
+    if (r === undefined) {
+      const bindings = (llama as unknown as { _bindings?: { AddonJinjaRenderer?: new (t: string) => JinjaRenderer } })._bindings;
+      if (bindings?.AddonJinjaRenderer === undefined) throw new Error("node-llama-cpp has no native Jinja renderer");
+      r = new bindings.AddonJinjaRenderer(template);
+      renderers.set(template, r);
+    }
+    return r.render(variables);
+  } catch (e) {
+    throw new ModelStateError("E_TEMPLATE", `the chat template cannot be rendered: ${(e as Error).message}`, { cause: e });
+  }
 }
 
 class LlamaCppModel implements LoadedModel {
@@ -162,7 +200,7 @@ class LlamaCppModel implements LoadedModel {
         vocabularySize: model.fileInfo.metadata.tokenizer?.ggml?.tokens?.length ?? 0,
         parameterCount: model.fileInsights.totalParameters,
         threads: context.idealThreads,
-        generationThreads: await generationThreads({ backend, context, explicit: opts.threads, token: model.tokens.bos ?? 0, modelBytes: model.size }),
+        generationThreads: context.idealThreads,
         batchSize: context.batchSize,
         flashAttention: context.flashAttention,
         gpuLayers: model.gpuLayers,
@@ -269,14 +307,8 @@ class LlamaCppModel implements LoadedModel {
     return [...(await this.embedContext.getEmbeddingFor(text)).vector];
   }
 
-  async jsonSchemaGrammar(schema: unknown): Promise<GrammarSpec> {
-    let gbnf: string;
-    try {
-      gbnf = (await this.llama.createGrammarForJsonSchema(schema as never)).grammar;
-    } catch (e) {
-      throw new InputError(`the JSON schema cannot be turned into a grammar: ${(e as Error).message}`, { cause: e, code: "E_GRAMMAR" });
-    }
-    return { gbnf: gbnf.replace(SCHEMA_GRAMMAR_TAIL, "") };
+  jsonSchemaGrammar(schema: unknown): Promise<GrammarSpec> {
+    return jsonSchemaGrammarWith(this.llama, schema);
   }
 
   private grammarFor(spec: GrammarSpec): Promise<LlamaGrammar> {
@@ -294,20 +326,7 @@ class LlamaCppModel implements LoadedModel {
   }
 
   renderTemplate(template: string, variables: Record<string, unknown>): string {
-    // llama.cpp's own Jinja engine (common/jinja, the one llama-server uses), which node-llama-cpp
-    // ships but exposes only on its bindings object; the package is pinned to exactly 3.21.1.
-    let r = this.renderers.get(template);
-    try {
-      if (r === undefined) {
-        const bindings = (this.llama as unknown as { _bindings?: { AddonJinjaRenderer?: new (t: string) => JinjaRenderer } })._bindings;
-        if (bindings?.AddonJinjaRenderer === undefined) throw new Error("node-llama-cpp has no native Jinja renderer");
-        r = new bindings.AddonJinjaRenderer(template);
-        this.renderers.set(template, r);
-      }
-      return r.render(variables);
-    } catch (e) {
-      throw new ModelStateError("E_TEMPLATE", `the chat template cannot be rendered: ${(e as Error).message}`, { cause: e });
-    }
+    return renderTemplateWith(this.llama, this.renderers, template, variables);
   }
 
   async timePromptProcessing(tokens: number[]): Promise<number> {
@@ -330,27 +349,6 @@ class LlamaCppModel implements LoadedModel {
     await this.context.dispose();
     await this.model.dispose();
   }
-}
-
-/**
- * Threads for one-token-per-sequence decodes (llama-cpp-threads.ts says why they differ from
- * prompt batches): `--threads` when given; on the cpu backend, 1 or all math cores as
- * tuneGenerationThreads decides; elsewhere the context's count.
- */
-async function generationThreads({ backend, context, explicit, token, modelBytes }: {
-  backend: LlamaCppBackendName;
-  context: LlamaContext;
-  explicit: number | undefined;
-  /** A token to decode while timing (BOS). */
-  token: number;
-  modelBytes: number;
-}): Promise<number> {
-  const batchThreads = context.idealThreads;
-  if (explicit !== undefined || backend !== "cpu" || batchThreads <= 1) return batchThreads;
-  const native = nativeContext(context);
-  const threads = await tuneGenerationThreads(native, { maxThreads: batchThreads, token, modelBytes });
-  splitThreads(native, { generationThreads: threads, batchThreads, generationBatchTokens: context.totalSequences });
-  return threads;
 }
 
 /** Token ids from evaluateWithMetadata, reporting each one's probability and the likeliest `top`. */

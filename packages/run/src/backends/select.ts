@@ -2,6 +2,7 @@ import { InputError } from "@llama-pajamas/artifact";
 import type { BackendName, BackendRequest } from "../config.js";
 import { BackendUnavailableError } from "../errors.js";
 import { llamaCppBackend } from "./llama-cpp.js";
+import { directCpuBackend } from "./llama-direct.js";
 import { mlxBackend } from "./mlx.js";
 import type { Backend } from "./types.js";
 
@@ -11,7 +12,7 @@ const BACKENDS: readonly Backend[] = [
   llamaCppBackend("cuda"),
   llamaCppBackend("metal"),
   llamaCppBackend("vulkan"),
-  llamaCppBackend("cpu"),
+  directCpuBackend,
 ];
 
 export function getBackend(name: BackendName): Backend {
