@@ -78,6 +78,23 @@ describe("generate", () => {
     expect(r.tokens).toEqual(LLAMA_GREEDY.tokens.slice(0, 12));
   });
 
+  it("samples through llama.cpp's sampler chain: a seed repeats its tokens, another seed draws others", async () => {
+    const opts = { temperature: 1.5, topK: 0, topP: 1, minP: 0, maxTokens: 24 } as const;
+    const a = await qwen.generate(QWEN_GREEDY.prompt, { ...opts, seed: 7 });
+    const b = await qwen.generate(QWEN_GREEDY.prompt, { ...opts, seed: 7 });
+    const c = await qwen.generate(QWEN_GREEDY.prompt, { ...opts, seed: 8 });
+    expect(a.tokens).toHaveLength(24);
+    expect(b.tokens).toEqual(a.tokens);
+    expect(c.tokens).not.toEqual(a.tokens);
+    // temperature 0 is greedy whatever the seed
+    expect((await qwen.generate(QWEN_GREEDY.prompt, { temperature: 0, seed: 7, maxTokens: 8 })).tokens).toEqual(QWEN_GREEDY.tokens.slice(0, 8));
+  });
+
+  it("a generation stopped early leaves the cache as it was evaluated: the next one still gives llama.cpp's tokens", async () => {
+    for (const n of [1, 2, 5]) expect((await llama.generate(LLAMA_GREEDY.prompt, { temperature: 0, maxTokens: n })).tokens).toEqual(LLAMA_GREEDY.tokens.slice(0, n));
+    expect((await llama.generate(LLAMA_GREEDY.prompt, { temperature: 0, maxTokens: 16 })).tokens).toEqual(LLAMA_GREEDY.tokens.slice(0, 16));
+  });
+
   it("cuts the text at a stop string, streamed or not", async () => {
     const cut = LLAMA_GREEDY.text.indexOf(LLAMA_GREEDY.stop);
     expect(cut).toBeGreaterThan(0);

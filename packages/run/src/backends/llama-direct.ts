@@ -66,19 +66,35 @@ interface Step {
   draw: (batchIndex: number) => number;
   resolve: (token: number) => void;
   reject: (e: unknown) => void;
+  /** Part of the batch being decoded. */
+  inFlight: boolean;
+}
+
+/** A queued step: its drawn token, or cancel() while it has not reached a batch. */
+interface StepHandle {
+  token: Promise<number>;
+  /** Takes the step out of the queue; false once a batch holds it (await `token` then). */
+  cancel(): boolean;
 }
 
 /**
  * Gathers every sequence's pending tokens into shared llama_decode batches (generation steps
  * first, then prompt chunks, up to n_batch tokens), then draws each finished sequence's next
- * token from its logits before the next decode. A step is queued by one sequence's generator
- * and batched with whatever the others queued in the same event-loop turn.
+ * token from its logits. The next batch starts as soon as every sequence that just drew has
+ * queued its next step (or ended), before their callers stream the tokens: the decode then
+ * runs on a worker while the streaming happens here, as llama-server's slot loop runs beside
+ * its HTTP threads. New requests join the next batch.
  */
 class StepScheduler {
   private readonly queue: Step[] = [];
+  /** A batch is being decoded or drawn from. */
+  private decoding = false;
+  /** Sequences that drew and have not queued their next step yet; the next batch waits for them (one event-loop turn at most). */
+  private waiting: Set<number> | null = null;
   private scheduled = false;
-  private running = false;
+  private held = false;
   private lastStepMs = 0;
+  private lastWasSync = false;
   private readonly tokens: Int32Array;
   private readonly pos: Int32Array;
   private readonly seq: Int32Array;
@@ -91,21 +107,44 @@ class StepScheduler {
     this.out = new Uint8Array(nBatch);
   }
 
-  step(seq: number, tokens: readonly number[], pos: number, draw: (batchIndex: number) => number): Promise<number> {
-    return new Promise<number>((resolve, reject) => {
-      this.queue.push({ seq, tokens, offset: 0, pos, draw, resolve, reject });
-      this.kick();
+  step(seq: number, tokens: readonly number[], pos: number, draw: (batchIndex: number) => number): StepHandle {
+    let step!: Step;
+    const token = new Promise<number>((resolve, reject) => {
+      step = { seq, tokens, offset: 0, pos, draw, resolve, reject, inFlight: false };
+      this.queue.push(step);
     });
+    this.release(seq);
+    return {
+      token,
+      cancel: () => {
+        if (step.inFlight || step.offset > 0 || !this.queue.includes(step)) return false;
+        this.remove(step);
+        return true;
+      },
+    };
   }
 
-  /** Decodes with the context to itself (benchmark); waits for queued steps first. */
+  /** `seq` queued its next step or ended: the next batch need not wait for it. */
+  release(seq: number): void {
+    if (this.waiting !== null && this.waiting.delete(seq) && this.waiting.size === 0) {
+      this.waiting = null;
+      // After a decode on this thread, the next goes through the event loop: back-to-back
+      // synchronous decodes would starve the server's I/O.
+      if (this.lastWasSync) this.kick();
+      else this.pump();
+    } else {
+      this.kick();
+    }
+  }
+
+  /** Runs `f` with the context to itself (benchmark): after the batch in progress, with no step queued. */
   async exclusive<T>(f: () => Promise<T> | T): Promise<T> {
-    while (this.running || this.queue.length > 0) await new Promise((r) => setTimeout(r, 1));
-    this.running = true;
+    while (this.held || this.decoding || this.queue.length > 0) await new Promise((r) => setTimeout(r, 1));
+    this.held = true;
     try {
       return await f();
     } finally {
-      this.running = false;
+      this.held = false;
       this.kick();
     }
   }
@@ -113,66 +152,79 @@ class StepScheduler {
   /** One decode: on this thread when the last one-token step was quick, else on a worker. */
   async decode(batch: { tokens: Int32Array; pos: Int32Array; seq: Int32Array; logits: Uint8Array }, stepOnly: boolean): Promise<void> {
     const t0 = performance.now();
-    if (stepOnly && this.lastStepMs < SYNC_DECODE_MAX_MS) this.ctx.decode(batch);
+    this.lastWasSync = stepOnly && this.lastStepMs < SYNC_DECODE_MAX_MS;
+    if (this.lastWasSync) this.ctx.decode(batch);
     else await this.ctx.decodeAsync(batch);
     if (stepOnly) this.lastStepMs = performance.now() - t0;
   }
 
+  /** Starts the next batch after this event-loop turn (other requests queue in the meantime). */
   private kick(): void {
-    if (this.scheduled || this.running || this.queue.length === 0) return;
+    if (this.scheduled || this.decoding || this.waiting !== null || this.held || this.queue.length === 0) return;
     this.scheduled = true;
-    // After this turn's microtasks: other sequences queue their steps in the meantime.
     setImmediate(() => {
       this.scheduled = false;
-      void this.run();
+      this.pump();
     });
   }
 
-  private async run(): Promise<void> {
-    if (this.running) return;
-    this.running = true;
-    try {
-      while (this.queue.length > 0) {
-        // generation steps (one token) before prompt chunks, each in queue order
-        const order = [...this.queue].sort((a, b) => Number(a.tokens.length - a.offset > 1) - Number(b.tokens.length - b.offset > 1));
-        const parts: { step: Step; index: number; count: number }[] = [];
-        let n = 0;
-        for (const s of order) {
-          if (n >= this.nBatch) break;
-          const count = Math.min(s.tokens.length - s.offset, this.nBatch - n);
-          for (let k = 0; k < count; k++) {
-            const at = s.offset + k;
-            this.tokens[n + k] = s.tokens[at]!;
-            this.pos[n + k] = s.pos + at;
-            this.seq[n + k] = s.seq;
-            this.out[n + k] = at === s.tokens.length - 1 ? 1 : 0;
-          }
-          parts.push({ step: s, index: n, count });
-          n += count;
-        }
-        const batch = { tokens: this.tokens.subarray(0, n), pos: this.pos.subarray(0, n), seq: this.seq.subarray(0, n), logits: this.out.subarray(0, n) };
-        try {
-          await this.decode(batch, n === parts.length);
-        } catch (e) {
-          for (const { step } of parts) this.remove(step).reject(e);
-          continue;
-        }
-        for (const { step, index, count } of parts) {
-          step.offset += count;
-          if (step.offset < step.tokens.length) continue;
-          this.remove(step);
-          try {
-            step.resolve(step.draw(index + count - 1));
-          } catch (e) {
-            step.reject(e);
-          }
-        }
-        // let the sequences that just drew queue their next step, so they share the next batch
-        await new Promise((r) => setImmediate(r));
+  private pump(): void {
+    if (this.decoding || this.held || this.queue.length === 0) return;
+    this.waiting = null;
+    // generation steps (one token) before prompt chunks, each in queue order
+    const order = [...this.queue].sort((a, b) => Number(a.tokens.length - a.offset > 1) - Number(b.tokens.length - b.offset > 1));
+    const parts: { step: Step; index: number; count: number }[] = [];
+    let n = 0;
+    for (const s of order) {
+      if (n >= this.nBatch) break;
+      const count = Math.min(s.tokens.length - s.offset, this.nBatch - n);
+      for (let k = 0; k < count; k++) {
+        const at = s.offset + k;
+        this.tokens[n + k] = s.tokens[at]!;
+        this.pos[n + k] = s.pos + at;
+        this.seq[n + k] = s.seq;
+        this.out[n + k] = at === s.tokens.length - 1 ? 1 : 0;
       }
-    } finally {
-      this.running = false;
+      s.inFlight = true;
+      parts.push({ step: s, index: n, count });
+      n += count;
     }
+    this.decoding = true;
+    const batch = { tokens: this.tokens.subarray(0, n), pos: this.pos.subarray(0, n), seq: this.seq.subarray(0, n), logits: this.out.subarray(0, n) };
+    this.decode(batch, n === parts.length).then(
+      () => this.finish(parts, undefined),
+      (e: unknown) => this.finish(parts, e ?? new Error("llama_decode failed")),
+    );
+  }
+
+  private finish(parts: { step: Step; index: number; count: number }[], error: unknown): void {
+    this.decoding = false;
+    const drew = new Set<number>();
+    for (const { step, index, count } of parts) {
+      step.inFlight = false;
+      if (error !== undefined) {
+        this.remove(step).reject(error);
+        continue;
+      }
+      step.offset += count;
+      if (step.offset < step.tokens.length) continue;
+      this.remove(step);
+      try {
+        step.resolve(step.draw(index + count - 1));
+        drew.add(step.seq);
+      } catch (e) {
+        step.reject(e);
+      }
+    }
+    if (drew.size === 0) return this.kick();
+    const waiting = (this.waiting = drew);
+    // at the latest after one event-loop turn, whoever has queued goes
+    setImmediate(() => {
+      if (this.waiting === waiting) {
+        this.waiting = null;
+        this.pump();
+      }
+    });
   }
 
   private remove(step: Step): Step {
@@ -322,23 +374,52 @@ class DirectModel implements LoadedModel {
         state.tokens.length = keep;
       }
       onPrefill?.(tokens.length - keep);
+      let drawn: TokenLogprob | undefined;
       const draw = (i: number): number => {
         const row = logprobs === undefined ? undefined : this.ctx.logits(i);
         const token = sampler.sample(this.ctx, i);
-        if (row !== undefined) logprobs!.onToken(tokenLogprob(row, token, logprobs!.top));
+        if (row !== undefined) drawn = tokenLogprob(row, token, logprobs!.top);
         return token;
       };
-      let pending: number[] = tokens.slice(keep);
-      for (;;) {
-        const token = await this.scheduler.step(sequence, pending, state.tokens.length, draw);
-        state.tokens.push(...pending);
-        if (this.model.isEog(token)) return "eog";
-        yield token;
-        if (state.tokens.length >= this.maxContextTokens) return "context-full";
-        pending = [token];
+      // The step that decodes a drawn token is queued before the token is yielded: the engine
+      // decodes it (on a worker) while the caller streams the token, as llama-server's slots
+      // run beside its HTTP threads. When the caller stops, that step is cancelled if it has
+      // not started, else finished (its token is in the KV cache; what it drew is dropped).
+      // `outstanding`: the tokens of the step queued and not yet awaited.
+      let outstanding: readonly number[] | null = tokens.slice(keep);
+      let step = this.scheduler.step(sequence, outstanding, state.tokens.length, draw);
+      try {
+        for (;;) {
+          const token = await step.token;
+          state.tokens.push(...outstanding!);
+          outstanding = null;
+          const entry = drawn;
+          if (this.model.isEog(token)) return "eog";
+          const full = state.tokens.length >= this.maxContextTokens;
+          if (full) {
+            this.scheduler.release(sequence);
+          } else {
+            outstanding = [token];
+            step = this.scheduler.step(sequence, outstanding, state.tokens.length, draw);
+          }
+          if (entry !== undefined) logprobs!.onToken(entry);
+          yield token;
+          if (full) return "context-full";
+        }
+      } finally {
+        if (outstanding !== null && !step.cancel()) {
+          if (await step.token.then(() => true, () => false)) {
+            state.tokens.push(...outstanding);
+          } else {
+            // a failed decode leaves the sequence's cells unknown: start it afresh
+            this.ctx.seqRm(sequence, 0, -1);
+            state.tokens.length = 0;
+          }
+        }
       }
     } finally {
       this.busy.delete(sequence);
+      this.scheduler.release(sequence);
       sampler.free();
     }
   }
