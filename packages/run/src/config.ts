@@ -24,8 +24,8 @@ export interface RuntimeOptions {
   gpuLayers?: number | "max" | "auto";
   /**
    * Compute threads for prompts and generation. Default: the CPU's math cores, as llama.cpp's
-   * `cpu_get_num_math()`, for prompt batches; on the cpu backend, generation steps use 1 unless a
-   * short timing at load says all are better (backends/llama-cpp-threads.ts).
+   * `cpu_get_num_math()`; on the cpu backend they form one persistent ggml threadpool
+   * (backends/llama-direct.ts).
    */
   threads?: number;
   /** Tokens per llama_decode call while reading a prompt (n_batch = n_ubatch); default min(ctxSize, 512). */

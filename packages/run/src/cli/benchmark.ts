@@ -10,8 +10,7 @@ Measures prompt processing (pp: N prompt tokens evaluated in batches) and genera
 tokens decoded one at a time, each with its logits, no sampling), each from an empty cache, as
 llama-bench does: mean and standard deviation of tokens/s over the repeats, after one untimed
 warm-up run. Also load time and the process's peak resident memory. pp runs with the prompt
-threads and tg with the generation threads (the same with --threads; by default on the cpu
-backend, generation uses 1 thread or all, whichever a short timing at load finds faster).
+threads and tg with the generation threads (the same count on every backend).
 Prints a llama-bench-like table, or with --json one object: {backend, model, threads,
 generationThreads, pp: {tokens, tokensPerSecond, stddev}, tg: {...}, loadSeconds,
 peakRssBytes} (pp or tg is null when skipped).

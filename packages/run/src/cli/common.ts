@@ -26,8 +26,8 @@ export const MODEL_USAGE = `Model options:
   --backend NAME          auto (default), cpu, cuda, vulkan, metal, mlx
   -c, --ctx-size N        context size in tokens (default: min(4096, the model's))
   --gpu-layers N          layers on the GPU: a number, max or auto (default auto)
-  -t, --threads N         compute threads (default: the CPU's math cores; on cpu, generation
-                          uses 1 unless the model is slow on one or all cores time faster)
+  -t, --threads N         compute threads for prompts and generation (default: the CPU's
+                          math cores; on cpu they form one persistent threadpool)
   -b, --batch-size N      prompt tokens per decode call (default: min(ctx-size, 512))
   --flash-attn MODE       on, off or auto (default auto: on where the backend supports it)
   --method NAME           in an artifact with several files, which one (e.g. Q4_K_M; mlx or
