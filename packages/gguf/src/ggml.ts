@@ -13,9 +13,9 @@ import { ConversionError, InputError, UsageError } from "@llama-pajamas/artifact
 import { findGGMLTypeTraits, ggmlTypeName } from "./formats/ggml-type-traits.js";
 import type { GGMLType } from "./formats/gguf-types.js";
 import { bf16ToF32, f16ToF32 } from "./formats/float.js";
-import { locateNativeLibraries, type NativeLibraryPaths } from "./native-paths.js";
+import { libraryPathsIn, locateNativeLibraries, type NativeLibraryPaths } from "./native-paths.js";
 
-export { locateNativeLibraries, NATIVE_DIR_ENV, type NativeLibraryPaths } from "./native-paths.js";
+export { locateGpuLibraries, locateNativeLibraries, NATIVE_DIR_ENV, type NativeLibraryPaths } from "./native-paths.js";
 
 // ---------------------------------------------------------------------------------------------
 // libggml-base
@@ -78,6 +78,19 @@ function ggmlBindings(): GgmlBindings {
 export function nativeLibraryPaths(): NativeLibraryPaths {
   paths ??= locateNativeLibraries();
   return paths;
+}
+
+/**
+ * Makes the libraries in `dir` the ones this process uses (a GPU build of llama.cpp, say), when
+ * none is loaded yet. Returns false when another folder's are already in use: one process
+ * holds one llama.cpp.
+ */
+export function useNativeLibraryDir(dir: string): boolean {
+  if (paths !== undefined) return paths.dir === dir;
+  const found = libraryPathsIn(dir);
+  if (!found) throw new InputError(`${dir} holds no ggml-base library`, { path: dir });
+  paths = found;
+  return true;
 }
 
 /**

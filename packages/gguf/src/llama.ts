@@ -781,11 +781,12 @@ export class EngineModel {
   }
 
   /** llama_model_load_from_file with llama.cpp's defaults (mmap, CPU repacking as llama-perplexity does). */
-  static load(path: string): EngineModel {
+  static load(path: string, opts: { gpuLayers?: number } = {}): EngineModel {
     const b = engineBindings();
     engineLog.length = 0;
     const params = b.model_default_params();
-    params.n_gpu_layers = 0;
+    // layers on the GPU when the libraries have a GPU backend: a count, or -1 for all; default none
+    params.n_gpu_layers = opts.gpuLayers ?? 0;
     const handle = b.model_load_from_file(path, params);
     if (!handle) {
       throw new InputError(`llama.cpp cannot load ${path}: ${recentEngineErrors() || "see that the file is a complete GGUF model"}`, { path });
@@ -1048,6 +1049,11 @@ export class EngineContext {
   seqRm(seq: number, p0: number, p1 = -1): boolean {
     const b = engine!;
     return b.memory_seq_rm(b.get_memory(this.pointer), seq, p0, p1);
+  }
+
+  /** llama_synchronize: waits until the backend has finished the last decode (a GPU runs it asynchronously). */
+  synchronize(): void {
+    engine!.synchronize(this.pointer);
   }
 
   /** llama_set_n_threads. */

@@ -39,7 +39,8 @@ export interface NativeLibraryPaths {
   llama: string | undefined;
 }
 
-function libraryPathsIn(dir: string): NativeLibraryPaths | undefined {
+/** The ggml-base, ggml and llama libraries in `dir`, if it holds ggml-base. */
+export function libraryPathsIn(dir: string): NativeLibraryPaths | undefined {
   let files: string[];
   try {
     files = readdirSync(dir);
@@ -105,4 +106,45 @@ export function locateNativeLibraries(): NativeLibraryPaths {
       `near ${dirname(llamaCppEntry)}${tried.length ? ` (found without libraries: ${tried.join(", ")})` : ""}; ` +
       `reinstall node-llama-cpp, or set ${NATIVE_DIR_ENV} to a folder holding libggml-base and libllama`,
   );
+}
+
+/**
+ * node-llama-cpp's libraries for a GPU type ("cuda", "vulkan"), where its binding for that type
+ * comes from: a local build (`npx node-llama-cpp source build --gpu cuda`, in
+ * node-llama-cpp/llama/localBuilds/<platform>-<gpu>.../Release) first, as node-llama-cpp prefers
+ * it, else the prebuilt `@node-llama-cpp/<platform>-<gpu>` package. Undefined when neither is
+ * installed. `LLAMA_PAJAMAS_NATIVE_DIR` overrides both.
+ */
+export function locateGpuLibraries(gpu: string): NativeLibraryPaths | undefined {
+  const override = process.env[NATIVE_DIR_ENV];
+  if (override) return libraryPathsIn(override);
+  let entry: string;
+  try {
+    entry = createRequire(import.meta.url).resolve("node-llama-cpp");
+  } catch {
+    return undefined;
+  }
+  const key = `${process.platform}-${process.arch}`;
+  let root = dirname(entry);
+  while (!existsSync(join(root, "llama")) && dirname(root) !== root) root = dirname(root);
+  const localBuilds = join(root, "llama", "localBuilds");
+  const list = (dir: string) => {
+    try {
+      return readdirSync(dir).sort();
+    } catch {
+      return [];
+    }
+  };
+  for (const folder of list(localBuilds).filter((f) => f.startsWith(`${key}-${gpu}`))) {
+    const found = libraryPathsIn(join(localBuilds, folder, "Release"));
+    if (found?.llama) return found;
+  }
+  for (const nodeModules of createRequire(entry).resolve.paths("@node-llama-cpp/x") ?? []) {
+    const bins = join(nodeModules, "@node-llama-cpp", `${key}-${gpu}`, "bins");
+    for (const folder of list(bins)) {
+      const found = libraryPathsIn(join(bins, folder));
+      if (found?.llama) return found;
+    }
+  }
+  return undefined;
 }

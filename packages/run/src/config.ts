@@ -41,6 +41,12 @@ export interface RuntimeOptions {
    * sequences, each of ctxSize tokens, batched together; more calls wait. Default 1.
    */
   parallel?: number;
+  /**
+   * Run every llama_decode on the JS thread, however long (the cpu and cuda backends): a few
+   * percent faster on CUDA than a worker thread, but the event loop waits meanwhile. For
+   * command-line tools; default off: decodes that take more than a few ms go to a worker.
+   */
+  mainThreadDecodes?: boolean;
   /** Progress of transcoding an MLX model to GGUF (first load on a machine without MLX only). */
   onTranscodeProgress?: (p: TranscodeProgress) => void;
   /** llama.cpp's log lines (the library itself never prints). */

@@ -117,7 +117,7 @@ export class Runtime {
     }
     const engine = await backend.load({
       modelFile: chosen.file,
-      ...pick(options, ["ctxSize", "gpuLayers", "threads", "batchSize", "flashAttention", "onLog", "signal"]),
+      ...pick(options, ["ctxSize", "gpuLayers", "threads", "batchSize", "flashAttention", "onLog", "signal", "mainThreadDecodes"]),
       ...(parallel > 1 ? { sequences: parallel } : {}),
     });
     return new Runtime(engine, options, source, chosen.file, chosen.method, (performance.now() - t0) / 1000, transcoded);

@@ -12,7 +12,7 @@ import { BatchGatherer, serializeSampling } from "./llama-cpp-batching.js";
 import { nativeContext, sequenceId, timeOneTokenDecodes } from "./llama-cpp-threads.js";
 import type { Backend, GrammarSpec, LoadedModel, LoadOptions, ModelInfo, SampleRequest, TokenLogprob } from "./types.js";
 
-type LlamaCppBackendName = "cpu" | "cuda" | "vulkan" | "metal";
+export type LlamaCppBackendName = "cpu" | "cuda" | "vulkan" | "metal";
 const GPU_TYPE: Record<LlamaCppBackendName, LlamaGpuType> = { cpu: false, cuda: "cuda", vulkan: "vulkan", metal: "metal" };
 /** llama.cpp's default n_ctx; a model trained on less gets its own size. */
 const DEFAULT_CTX_SIZE = 4096;
@@ -112,9 +112,9 @@ export interface JinjaRenderer {
   render(variables: Record<string, unknown>): string;
 }
 
-/** node-llama-cpp's Llama for the cpu build (shared; starts it on first use). */
-export function cpuLlama(): Promise<Llama> {
-  return getLlamaFor("cpu");
+/** node-llama-cpp's Llama for a GPU type (shared; starts it on first use). */
+export function llamaFor(name: LlamaCppBackendName): Promise<Llama> {
+  return getLlamaFor(name);
 }
 
 /** A GBNF grammar for `schema` from node-llama-cpp's JSON-schema converter. */

@@ -2,14 +2,14 @@ import { InputError } from "@llama-pajamas/artifact";
 import type { BackendName, BackendRequest } from "../config.js";
 import { BackendUnavailableError } from "../errors.js";
 import { llamaCppBackend } from "./llama-cpp.js";
-import { directCpuBackend } from "./llama-direct.js";
+import { directCpuBackend, directCudaBackend } from "./llama-direct.js";
 import { mlxBackend } from "./mlx.js";
 import type { Backend } from "./types.js";
 
 /** Every backend, best first: the order `auto` tries them in (the issue's cuda, metal, vulkan, cpu). */
 const BACKENDS: readonly Backend[] = [
   mlxBackend,
-  llamaCppBackend("cuda"),
+  directCudaBackend,
   llamaCppBackend("metal"),
   llamaCppBackend("vulkan"),
   directCpuBackend,

@@ -25,6 +25,8 @@ export interface LoadOptions {
   signal?: AbortSignal;
   /** Sequences (independent KV caches, "slots") on the one context, each of ctxSize tokens; default 1. */
   sequences?: number;
+  /** See RuntimeOptions.mainThreadDecodes. */
+  mainThreadDecodes?: boolean;
 }
 
 export interface ModelInfo {

@@ -41,7 +41,7 @@ export const benchmarkCommand: Command = {
     const promptTokens = optionalInt(values, "prompt-tokens", 0) ?? DEFAULT_PROMPT_TOKENS;
     const genTokens = optionalInt(values, "num-tokens", 0) ?? DEFAULT_GEN_TOKENS;
     const repeats = optionalInt(values, "repeats") ?? DEFAULT_REPEATS;
-    const options = runtimeOptions(values, usage);
+    const options = runtimeOptions(values, usage, { mainThreadDecodes: true });
     // Like llama-bench (n_ctx = n_prompt + n_gen per test): a context just large enough, plus
     // the one cell node-llama-cpp keeps free.
     options.ctxSize ??= Math.max(promptTokens, genTokens) + 1;

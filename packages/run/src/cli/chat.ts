@@ -39,7 +39,7 @@ export const chatCommand: Command = {
     const kwargs = parseKwargs(optionalString(values, "chat-template-kwargs"));
     const templateFile = optionalString(values, "chat-template-file");
     const chatTemplate = templateFile === undefined ? undefined : await readTextFile(templateFile, "chat template");
-    const runtime = await Runtime.load(runtimeOptions(values, usage, chatTemplate === undefined ? {} : { chatTemplate }));
+    const runtime = await Runtime.load(runtimeOptions(values, usage, { mainThreadDecodes: true, ...(chatTemplate === undefined ? {} : { chatTemplate }) }));
     transcodeSummary(runtime, values);
     const system = optionalString(values, "system");
     const initial: ChatMessage[] = system === undefined ? [] : [{ role: "system", content: system }];

@@ -23,7 +23,7 @@ export const generateCommand: Command = {
     const promptFlag = values.prompt;
     if (typeof promptFlag !== "string") throw new UsageError(`--prompt is required (use --prompt - to read stdin)\n\n${usage}`);
     const config = inferenceConfig(values);
-    const options = runtimeOptions(values, usage);
+    const options = runtimeOptions(values, usage, { mainThreadDecodes: true });
     const prompt = promptFlag === "-" ? await readStdin() : promptFlag;
     const runtime = await Runtime.load(options);
     transcodeSummary(runtime, values);
