@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// npm run bench:server -- [--model FILE.gguf] [--llama-server PATH] [--clients 1,4,8,16] [--seconds 20]
+// npm run bench:server -- [--model FILE.gguf] [--llama-server PATH] [--clients 1,4,8,16] [--seconds 20] [--rounds 1]
 //                         [--slots 8] [--ctx-size 512] [--max-tokens 64] [--threads N] [--json FILE]
 // npm run bench:server -- --soak [--minutes 10] [--soak-clients 64] [--disconnect-rate 0.25]
 //
@@ -35,6 +35,7 @@ const maxTokens = Number(arg("max-tokens", "64"));
 const threads = Number(arg("threads", String(Math.max(1, availableParallelism() - 1))));
 const seconds = Number(arg("seconds", "20"));
 const clientCounts = arg("clients", "1,4,8,16").split(",").map(Number);
+const rounds = Number(arg("rounds", "1"));
 const llamaServer = arg("llama-server", process.env.LLAMA_SERVER);
 const jsonOut = arg("json", undefined);
 const dir = resolve(arg("dir", process.env.LP_BENCH_DIR ?? "/tmp/lp-bench-server"));
@@ -213,23 +214,38 @@ async function bench(gguf) {
   const targets = ["ours"];
   if (llamaServer !== undefined && existsSync(llamaServer)) targets.push("llama-server");
   else console.error(`llama-server not found (give --llama-server PATH or LLAMA_SERVER); measuring ours only`);
-  const out = { model: gguf, slots, ctxSize, maxTokens, threads, seconds, results: {} };
-  for (const target of targets) {
-    const server = await startServer(target, gguf);
-    console.error(`${target}: ${server.url}`);
-    await streamOnce(server.url); // warm-up
-    out.results[target] = [];
-    for (const clients of clientCounts) {
-      const r = await load(server.url, clients, seconds);
-      out.results[target].push(r);
-      console.error(
-        `  ${String(clients).padStart(3)} streams: ${r.tokensPerSecond.toFixed(1).padStart(7)} tok/s, TTFT p50 ${r.ttftP50Ms.toFixed(1)} ms, p95 ${r.ttftP95Ms.toFixed(1)} ms, ${r.requests} requests, ${r.errors} errors${r.firstError ? ` (${r.firstError})` : ""}`,
-      );
+  const out = { model: gguf, slots, ctxSize, maxTokens, threads, seconds, rounds, results: {}, runs: {} };
+  // Rounds alternate the servers (ours, llama-server, ours, ...): a shared machine's speed drifts
+  // between runs, so each point is the median over rounds.
+  for (let round = 1; round <= rounds; round++) {
+    for (const target of targets) {
+      const server = await startServer(target, gguf);
+      console.error(`${rounds > 1 ? `round ${round}/${rounds}: ` : ""}${target}: ${server.url}`);
+      await streamOnce(server.url); // warm-up
+      out.runs[target] ??= clientCounts.map(() => []);
+      for (const [i, clients] of clientCounts.entries()) {
+        const r = await load(server.url, clients, seconds);
+        out.runs[target][i].push(r);
+        console.error(
+          `  ${String(clients).padStart(3)} streams: ${r.tokensPerSecond.toFixed(1).padStart(7)} tok/s, TTFT p50 ${r.ttftP50Ms.toFixed(1)} ms, p95 ${r.ttftP95Ms.toFixed(1)} ms, ${r.requests} requests, ${r.errors} errors${r.firstError ? ` (${r.firstError})` : ""}`,
+        );
+      }
+      const { code } = await server.stop();
+      if (code !== 0) console.error(`  ${target} exited with ${code} on SIGTERM`);
     }
-    const { code } = await server.stop();
-    if (code !== 0) console.error(`  ${target} exited with ${code} on SIGTERM`);
   }
-  console.log(`\nmodel ${gguf}; ${slots} slots x ${ctxSize} tokens, ${threads} threads, max_tokens ${maxTokens}, ${seconds} s per point`);
+  const median = (xs) => percentile(xs, 50);
+  for (const target of targets) {
+    out.results[target] = out.runs[target].map((runs, i) => ({
+      clients: clientCounts[i],
+      requests: runs.reduce((n, r) => n + r.requests, 0),
+      tokensPerSecond: median(runs.map((r) => r.tokensPerSecond)),
+      ttftP50Ms: median(runs.map((r) => r.ttftP50Ms)),
+      ttftP95Ms: median(runs.map((r) => r.ttftP95Ms)),
+      errors: runs.reduce((n, r) => n + r.errors, 0),
+    }));
+  }
+  console.log(`\nmodel ${gguf}; ${slots} slots x ${ctxSize} tokens, ${threads} threads, max_tokens ${maxTokens}, ${seconds} s per point${rounds > 1 ? `, medians over ${rounds} alternating rounds` : ""}`);
   console.log("streams | ours tok/s | llama-server tok/s | ratio | ours TTFT p50/p95 ms | llama-server TTFT p50/p95 ms | errors ours/llama");
   for (const [i, clients] of clientCounts.entries()) {
     const a = out.results.ours[i];
