@@ -2,8 +2,8 @@ import type { BackendName, LogLevel, ResolvedSampling } from "../config.js";
 
 /**
  * The one backend interface. A Backend loads a model file into a LoadedModel; the Runtime
- * drives a LoadedModel with tokens and never sees the engine behind it (llama.cpp through
- * node-llama-cpp for cpu/cuda/vulkan/metal; MLX later).
+ * drives a LoadedModel with tokens and never sees the engine behind it (llama.cpp: libllama
+ * driven directly for cpu/cuda, through node-llama-cpp's API for vulkan/metal; MLX later).
  */
 export interface Backend {
   readonly name: BackendName;
@@ -82,7 +82,10 @@ export interface SampleRequest {
   sequence?: number;
   /** Only tokens the grammar allows are sampled; once it is complete, only end-of-generation. */
   grammar?: GrammarSpec;
-  /** Called with each sampled token's probability (as the sampler chain saw it) and the `top` likeliest. */
+  /**
+   * Called with each sampled token's log-probability and the `top` likeliest: the model's own
+   * distribution (log-softmax of the logits) on cpu/cuda, the sampler chain's on vulkan/metal.
+   */
   logprobs?: { top: number; onToken: (entry: TokenLogprob) => void };
 }
 
