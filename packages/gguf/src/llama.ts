@@ -928,6 +928,8 @@ export class EngineContext {
   private readonly batchPtrs: { token: bigint; pos: bigint; nSeq: bigint; seqPtrs: bigint; logits: bigint };
   private readonly callback: bigint | null;
   private callbackError: unknown;
+  /** The persistent ggml threadpool attached to this context, if any (freed with it). */
+  private threadpool: bigint | null = null;
   readonly nBatch: number;
   readonly nVocab: number;
 
@@ -986,8 +988,6 @@ export class EngineContext {
       }
     }
   }
-
-  private threadpool: bigint | null = null;
 
   get pointer(): bigint {
     if (this.handle === null) throw new UsageError(`context of ${this.model.path} was freed`);

@@ -17,14 +17,11 @@ export interface NativeContext {
   initBatch(size: number): void;
   addToBatch(sequenceId: number, firstTokenSequenceIndex: number, tokens: Uint32Array, logitIndexes: Uint32Array): Uint32Array;
   decodeBatch(): Promise<void>;
-  /** llama_set_n_threads(ctx, n, n): node-llama-cpp has one count for n_threads and n_threads_batch. */
-  setThreads(threads: number): void;
-  getThreads(): number;
   /** llama_memory_seq_rm(mem, sequenceId, -1, -1). */
   disposeSequence(sequenceId: number): void;
 }
 
-const NATIVE_METHODS = ["initBatch", "addToBatch", "decodeBatch", "setThreads", "getThreads", "disposeSequence"] as const;
+const NATIVE_METHODS = ["initBatch", "addToBatch", "decodeBatch", "disposeSequence"] as const;
 
 export function nativeContext(context: LlamaContext): NativeContext {
   const native = (context as unknown as { _ctx?: Partial<NativeContext> })._ctx;

@@ -381,13 +381,8 @@ class DirectModel implements LoadedModel {
     const state = this.sequences[sequence];
     if (state === undefined) throw new InputError(`sequence ${sequence} does not exist; the context has ${this.sequences.length}`, { code: "E_SEQUENCE" });
     if (this.busy.has(sequence)) throw new InputError(`sequence ${sequence} is already generating`, { code: "E_SEQUENCE" });
+    // (Runtime has already refused prompts longer than maxContextTokens.)
     if (tokens.length === 0) throw new InputError("the prompt has no tokens", { code: "E_PROMPT" });
-    if (tokens.length > this.maxContextTokens) {
-      throw new ContextOverflowError(`the prompt is ${tokens.length} tokens, but the context holds ${this.info.contextSize}; shorten it or raise --ctx-size`, {
-        promptTokens: tokens.length,
-        contextSize: this.info.contextSize,
-      });
-    }
     const presence = sampling.presencePenalty ?? 0;
     const frequency = sampling.frequencyPenalty ?? 0;
     const penalize = sampling.repeatPenalty !== 1 || presence !== 0 || frequency !== 0;
