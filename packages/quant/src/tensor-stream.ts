@@ -3,7 +3,8 @@
 //
 //   main thread:  read piece -> hand its rows to the pool -> ... -> write the oldest piece's parts
 //   workers:      widen (BF16/F16 -> F32), round through the intermediate type, quantize/convert
-//                 (every type through ggml_quantize_chunk, llama.cpp's own kernels)
+//                 (ggml_quantize_chunk, llama.cpp's own kernels, or for Q4_K/Q5_K/Q6_K its
+//                 byte-identical WebAssembly port: quantize/kernels.ts)
 //
 // The main thread only reads and writes. Pieces are read straight into shared memory the workers
 // see without a copy, and several pieces stay in flight (IN_FLIGHT_ELEMENTS), so the workers

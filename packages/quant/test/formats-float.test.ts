@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { bf16ToF32, f16ToF32, f32BitsToF16Bits, f32ToBF16, f32ToF16, roundThroughBF16, roundThroughF16 } from "@llama-pajamas/gguf/formats/float.js";
+import { bf16ToF32, bf16ToF32ThroughBF16, bf16ToF32ThroughF16, f16ToF32, f32BitsToF16Bits, f32ToBF16, f32ToF16, roundThroughBF16, roundThroughF16 } from "@llama-pajamas/gguf/formats/float.js";
 
 const fromBits = (bits: number[]): Float32Array => new Float32Array(Uint32Array.from(bits).buffer);
 const bitsOf = (f: Float32Array): number[] => Array.from(new Uint32Array(f.buffer, f.byteOffset, f.length));
@@ -120,6 +120,23 @@ describe("rounding through F16/BF16 in place", () => {
   it("roundThroughF16 gives the bits of f16ToF32(f32ToF16(x))", () => {
     const x = inputs();
     expect(bitsOf(roundThroughF16(x.slice()))).toEqual(bitsOf(f16ToF32(f32ToF16(x))));
+  });
+
+  it("bf16ToF32ThroughF16 gives the bits of f16ToF32(f32ToF16(bf16ToF32(b))) for all 65,536 BF16 values", () => {
+    const all = new Uint16Array(65536).map((_, i) => i);
+    const got = bitsOf(bf16ToF32ThroughF16(all));
+    const want = bitsOf(f16ToF32(f32ToF16(bf16ToF32(all))));
+    expect(got).toEqual(want);
+    // spot values: 1 + 2^-7 is exact in F16; 70000 overflows F16 to +inf; 2^-30 underflows to 0
+    const spot = bitsOf(bf16ToF32ThroughF16(new Uint16Array([0x3f81, 0x4789, 0x3080])));
+    expect([...spot]).toEqual([0x3f810000, 0x7f800000, 0]);
+  });
+
+  it("bf16ToF32ThroughBF16 gives the bits of roundThroughBF16(bf16ToF32(b)) for all 65,536 BF16 values", () => {
+    const all = new Uint16Array(65536).map((_, i) => i);
+    expect(bitsOf(bf16ToF32ThroughBF16(all))).toEqual(bitsOf(roundThroughBF16(bf16ToF32(all))));
+    // a signalling NaN (0x7f81) comes out quiet; infinity and -0 stay
+    expect(bitsOf(bf16ToF32ThroughBF16(new Uint16Array([0x7f81, 0x7f80, 0x8000])))).toEqual([0x7fc10000, 0x7f800000, 0x80000000]);
   });
 
   it("roundThroughBF16 gives the bits of bf16ToF32(f32ToBF16(x)), also on its exact-BF16 path", () => {

@@ -153,6 +153,43 @@ export function roundThroughF16(data: Float32Array): Float32Array {
 }
 
 /**
+ * BF16 bits -> F32, signalling NaNs made quiet: what roundThroughBF16(bf16ToF32(src), true)
+ * gives, in one pass (a BF16 checkpoint quantized from a BF16 intermediate).
+ */
+export function bf16ToF32ThroughBF16(src: Uint16Array, out: Float32Array = new Float32Array(src.length)): Float32Array {
+  if (out.length !== src.length) throw new RangeError(`output length ${out.length} != input length ${src.length}`);
+  const bits = bitsOf(out);
+  const n = src.length;
+  for (let i = 0; i < n; i++) {
+    const f = (src[i] as number) << 16;
+    bits[i] = (f & 0x7fffffff) > 0x7f800000 ? f | 0x00400000 : f;
+  }
+  return out;
+}
+
+let bf16ThroughF16Table: Uint32Array | undefined;
+
+/**
+ * BF16 bits -> the F32 bits of that value rounded through F16: what
+ * roundThroughF16(bf16ToF32(src)) gives, in one table lookup per value (a BF16 checkpoint
+ * quantized from an F16 intermediate, as llama.cpp's chain does it).
+ */
+export function bf16ToF32ThroughF16(src: Uint16Array, out: Float32Array = new Float32Array(src.length)): Float32Array {
+  if (out.length !== src.length) throw new RangeError(`output length ${out.length} != input length ${src.length}`);
+  if (bf16ThroughF16Table === undefined) {
+    const t = new Uint32Array(65536);
+    for (let b = 0; b < 65536; b++) t[b] = (b << 16) >>> 0;
+    roundThroughF16(new Float32Array(t.buffer));
+    bf16ThroughF16Table = t;
+  }
+  const table = bf16ThroughF16Table;
+  const bits = bitsOf(out);
+  const n = src.length;
+  for (let i = 0; i < n; i++) bits[i] = table[src[i] as number] as number;
+  return out;
+}
+
+/**
  * Rounds F32 values through BF16 in place: the same bits as bf16ToF32(f32ToBF16(data)).
  * `exactBF16` says every value is already a BF16 (widened from BF16 data): rounding then only
  * makes signalling NaNs quiet, which one cheap pass does.

@@ -15,7 +15,7 @@ import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import { ConversionError, InputError, UsageError } from "@llama-pajamas/artifact";
 import type { GGMLType } from "@llama-pajamas/gguf/formats/gguf-types.js";
-import { quantizeRows } from "./native.js";
+import { quantizeValues } from "./kernels.js";
 import { encodeRows, type RowsRequest, SOURCE_DTYPE_BYTES } from "./rows.js";
 import type { ChunkReply, ChunkRequest } from "./worker.js";
 
@@ -95,9 +95,9 @@ function planChunks(job: { nRows: number; nPerRow: number; values: number; imatr
 /** Quantizes on the calling thread (the pool's path when threads = 1). */
 export function quantizeSync(job: QuantizeJob): Uint8Array {
   const chunks = planChunks({ ...job, values: job.data.length }, Number.MAX_SAFE_INTEGER);
-  if (chunks.length === 1) return quantizeRows(job.type, job.data, job.nRows, job.nPerRow, chunks[0]!.imatrix);
+  if (chunks.length === 1) return quantizeValues(job.type, job.data, job.nRows, job.nPerRow, chunks[0]!.imatrix);
   const parts = chunks.map((c) =>
-    quantizeRows(job.type, job.data.subarray(c.firstRow * job.nPerRow, (c.firstRow + c.nRows) * job.nPerRow), c.nRows, job.nPerRow, c.imatrix),
+    quantizeValues(job.type, job.data.subarray(c.firstRow * job.nPerRow, (c.firstRow + c.nRows) * job.nPerRow), c.nRows, job.nPerRow, c.imatrix),
   );
   return concat(parts);
 }

@@ -4,9 +4,9 @@
 // pipeline's main thread only reads and writes.
 
 import { UsageError } from "@llama-pajamas/artifact";
-import { bf16ToF32, f16ToF32, f32ToBF16, f32ToF16, roundThroughBF16, roundThroughF16 } from "@llama-pajamas/gguf/formats/float.js";
+import { bf16ToF32, bf16ToF32ThroughBF16, bf16ToF32ThroughF16, f16ToF32, f32ToBF16, f32ToF16, roundThroughBF16, roundThroughF16 } from "@llama-pajamas/gguf/formats/float.js";
 import { GGMLType } from "@llama-pajamas/gguf/formats/gguf-types.js";
-import { quantizeRows } from "./native.js";
+import { inputBufferFor, quantizeValues } from "./kernels.js";
 
 /** Element types the source bytes may hold (little-endian, row-major). */
 export type SourceDtype = "F32" | "F16" | "BF16";
@@ -56,6 +56,22 @@ export function widen(src: Uint8Array, dtype: SourceDtype, out: Float32Array): F
   return out;
 }
 
+/** The values of `src` as F32, rounded through the intermediate type `via`, written into `out`. */
+function widenThrough(src: Uint8Array, dtype: SourceDtype, via: ViaType | undefined, out: Float32Array): Float32Array {
+  if (via !== undefined && via !== GGMLType.F32 && via !== GGMLType.F16 && via !== GGMLType.BF16) {
+    throw new UsageError(`cannot round through type ${String(via)}`);
+  }
+  // A BF16 checkpoint through an F16 or BF16 intermediate: one pass
+  if (dtype === "BF16" && (via === GGMLType.F16 || via === GGMLType.BF16)) {
+    const halves = view(src, 2, (b, o, n) => new Uint16Array(b, o, n));
+    return via === GGMLType.F16 ? bf16ToF32ThroughF16(halves, out) : bf16ToF32ThroughBF16(halves, out);
+  }
+  widen(src, dtype, out);
+  if (via === GGMLType.F16) roundThroughF16(out);
+  else if (via === GGMLType.BF16) roundThroughBF16(out, dtype === "BF16");
+  return out;
+}
+
 function asBytes(a: ArrayBufferView): Uint8Array {
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 }
@@ -77,13 +93,12 @@ export function encodeRows(req: RowsRequest, scratch?: Float32Array): Uint8Array
   }
   const converter = req.floats === "converter";
   const f32Out = converter && type === GGMLType.F32;
-  // An F32 output is the values themselves, so they are widened straight into it.
-  const values = widen(req.src, dtype, !f32Out && scratch && scratch.length >= n ? scratch.subarray(0, n) : new Float32Array(n));
-  if (req.via === GGMLType.F16) roundThroughF16(values);
-  else if (req.via === GGMLType.BF16) roundThroughBF16(values, dtype === "BF16");
-  else if (req.via !== undefined && req.via !== GGMLType.F32) throw new UsageError(`cannot round through type ${String(req.via)}`);
+  // An F32 output is the values themselves, so they are widened straight into it; a type the
+  // WebAssembly port quantizes is widened straight into the port's memory.
+  const portInput = f32Out || converter && (type === GGMLType.F16 || type === GGMLType.BF16) ? undefined : inputBufferFor(type, nRows, nPerRow, req.imatrix);
+  const values = widenThrough(req.src, dtype, req.via, portInput ?? (!f32Out && scratch && scratch.length >= n ? scratch.subarray(0, n) : new Float32Array(n)));
   if (f32Out) return asBytes(values);
   if (converter && type === GGMLType.F16) return asBytes(f32ToF16(values));
   if (converter && type === GGMLType.BF16) return asBytes(f32ToBF16(values));
-  return quantizeRows(type, values, nRows, nPerRow, req.imatrix); // a new buffer: values is scratch
+  return quantizeValues(type, values, nRows, nPerRow, req.imatrix); // a new buffer: values is scratch
 }
