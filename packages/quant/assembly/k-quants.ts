@@ -41,6 +41,24 @@ const LQ: usize = memory.data(256, 16);
   return v128.bitselect(a, b, mask);
 }
 
+/** Lane k: the f32 at p + k * stride bytes. */
+// @ts-ignore: decorator
+@inline function gather(p: usize, stride: usize): v128 {
+  let v = f32x4.splat(load<f32>(p));
+  v = f32x4.replace_lane(v, 1, load<f32>(p + stride));
+  v = f32x4.replace_lane(v, 2, load<f32>(p + 2 * stride));
+  return f32x4.replace_lane(v, 3, load<f32>(p + 3 * stride));
+}
+
+/** Lane k of l (a level, 0..63) as the byte at q + k * stride. */
+// @ts-ignore: decorator
+@inline function scatterBytes(q: usize, l: v128, stride: usize): void {
+  store<u8>(q, i32x4.extract_lane(l, 0));
+  store<u8>(q + stride, i32x4.extract_lane(l, 1));
+  store<u8>(q + 2 * stride, i32x4.extract_lane(l, 2));
+  store<u8>(q + 3 * stride, i32x4.extract_lane(l, 3));
+}
+
 function fp16ToF32(h: u32): f32 {
   const w: u32 = h << 16;
   const sign: u32 = w & 0x80000000;
@@ -154,10 +172,7 @@ function superBlock(x: usize, y: usize, nmax: i32, rmin: f32, rdelta: f32, nstep
     let s2 = f32x4.splat(0);
     for (let i = 0; i < 32; i++) {
       const p = xs + (<usize>i << 2);
-      let v = f32x4.splat(load<f32>(p));
-      v = f32x4.replace_lane(v, 1, load<f32>(p, 128));
-      v = f32x4.replace_lane(v, 2, load<f32>(p, 256));
-      v = f32x4.replace_lane(v, 3, load<f32>(p, 384));
+      const v = gather(p, 128);
       v128.store(XT + (<usize>i << 4), v);
       s2 = f32x4.add(s2, f32x4.mul(v, v));
     }
@@ -169,10 +184,7 @@ function superBlock(x: usize, y: usize, nmax: i32, rmin: f32, rdelta: f32, nstep
     for (let i = 0; i < 32; i++) {
       const l = v128.load(LBEST + (<usize>i << 4));
       const q = LQ + (<usize>h << 7) + <usize>i;
-      store<u8>(q, i32x4.extract_lane(l, 0));
-      store<u8>(q, i32x4.extract_lane(l, 1), 32);
-      store<u8>(q, i32x4.extract_lane(l, 2), 64);
-      store<u8>(q, i32x4.extract_lane(l, 3), 96);
+      scatterBytes(q, l, 32);
     }
   }
   let maxScale: f32 = 0;
@@ -228,10 +240,7 @@ function superBlock(x: usize, y: usize, nmax: i32, rmin: f32, rdelta: f32, nstep
       const v = v128.load(x + (<usize>(32 * j + i) << 2));
       const l = i32x4.max_s(izero, i32x4.min_s(vmax, nearestV(f32x4.div(f32x4.add(v, vdm), vd))));
       const q = LQ + <usize>(32 * j + i);
-      store<u8>(q, i32x4.extract_lane(l, 0));
-      store<u8>(q, i32x4.extract_lane(l, 1), 1);
-      store<u8>(q, i32x4.extract_lane(l, 2), 2);
-      store<u8>(q, i32x4.extract_lane(l, 3), 3);
+      scatterBytes(q, l, 1);
     }
   }
 }
@@ -359,20 +368,14 @@ export function quantizeQ6K(src: usize, dst: usize, nBlocks: i32): void {
       const xs = x + (<usize>g << 8); // 64 floats: four sub-blocks of 16
       for (let i = 0; i < 16; i++) {
         const p = xs + (<usize>i << 2);
-        let v = f32x4.splat(load<f32>(p));
-        v = f32x4.replace_lane(v, 1, load<f32>(p, 64));
-        v = f32x4.replace_lane(v, 2, load<f32>(p, 128));
-        v = f32x4.replace_lane(v, 3, load<f32>(p, 192));
+        const v = gather(p, 64);
         v128.store(XT + (<usize>i << 4), v);
       }
       qx32x4(g << 2);
       for (let i = 0; i < 16; i++) {
         const l = v128.load(LBEST + (<usize>i << 4));
         const q = LQ + (<usize>g << 6) + <usize>i;
-        store<u8>(q, i32x4.extract_lane(l, 0));
-        store<u8>(q, i32x4.extract_lane(l, 1), 16);
-        store<u8>(q, i32x4.extract_lane(l, 2), 32);
-        store<u8>(q, i32x4.extract_lane(l, 3), 48);
+        scatterBytes(q, l, 16);
       }
     }
     let maxScale: f32 = 0;
@@ -411,10 +414,7 @@ export function quantizeQ6K(src: usize, dst: usize, nBlocks: i32): void {
         const v = v128.load(x + (<usize>(16 * j + i) << 2));
         const l = i32x4.add(i32x4.max_s(vlo, i32x4.min_s(vhi, nearestV(f32x4.div(v, vd)))), v32);
         const q = LQ + <usize>(16 * j + i);
-        store<u8>(q, i32x4.extract_lane(l, 0));
-        store<u8>(q, i32x4.extract_lane(l, 1), 1);
-        store<u8>(q, i32x4.extract_lane(l, 2), 2);
-        store<u8>(q, i32x4.extract_lane(l, 3), 3);
+        scatterBytes(q, l, 1);
       }
     }
     for (let h = 0; h < 2; h++) {
