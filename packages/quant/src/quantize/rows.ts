@@ -28,8 +28,8 @@ export interface RowsRequest {
   via?: ViaType;
   /**
    * "converter" writes F16 and BF16 outputs as llama.cpp's converter does (numpy astype,
-   * gguf-py BF16), which keeps NaN payloads; "ggml" (default) uses ggml_quantize_chunk for
-   * every type but F32.
+   * gguf-py BF16), which keeps NaN payloads; "ggml" (default) uses ggml_quantize_chunk (or,
+   * for Q4_K/Q5_K/Q6_K, its byte-identical port: kernels.ts) for every type but F32.
    */
   floats?: "converter" | "ggml";
   /** nPerRow importance values shared by all rows. */
