@@ -18,6 +18,7 @@
 // GGUF of the same method (llama.cpp's own convert_hf_to_gguf.py + llama-quantize output, say).
 import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, rmSync, statSync } from "node:fs";
+import { open } from "node:fs/promises";
 import { availableParallelism } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -67,7 +68,6 @@ const kernels = kernelStatus();
 
 /** Tensors of two GGUFs whose bytes differ (names and types must match too). */
 async function compareTensors(aPath, bPath) {
-  const { open } = await import("node:fs/promises");
   const [a, b] = [await readGGUF(aPath), await readGGUF(bPath)];
   const bByName = new Map(b.tensors.map((t) => [t.name, t]));
   const differing = [];

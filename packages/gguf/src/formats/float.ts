@@ -153,8 +153,9 @@ export function roundThroughF16(data: Float32Array): Float32Array {
 }
 
 /**
- * BF16 bits -> F32, signalling NaNs made quiet: what roundThroughBF16(bf16ToF32(src), true)
- * gives, in one pass (a BF16 checkpoint quantized from a BF16 intermediate).
+ * BF16 bits -> F32, signalling NaNs made quiet: what roundThroughBF16(bf16ToF32(src)) gives
+ * (a BF16 value only loses a NaN's signalling bit), in one pass (a BF16 checkpoint quantized
+ * from a BF16 intermediate).
  */
 export function bf16ToF32ThroughBF16(src: Uint16Array, out: Float32Array = new Float32Array(src.length)): Float32Array {
   if (out.length !== src.length) throw new RangeError(`output length ${out.length} != input length ${src.length}`);
@@ -189,21 +190,10 @@ export function bf16ToF32ThroughF16(src: Uint16Array, out: Float32Array = new Fl
   return out;
 }
 
-/**
- * Rounds F32 values through BF16 in place: the same bits as bf16ToF32(f32ToBF16(data)).
- * `exactBF16` says every value is already a BF16 (widened from BF16 data): rounding then only
- * makes signalling NaNs quiet, which one cheap pass does.
- */
-export function roundThroughBF16(data: Float32Array, exactBF16 = false): Float32Array {
+/** Rounds F32 values through BF16 in place: the same bits as bf16ToF32(f32ToBF16(data)). */
+export function roundThroughBF16(data: Float32Array): Float32Array {
   const bits = bitsOf(data);
   const n = bits.length;
-  if (exactBF16) {
-    for (let i = 0; i < n; i++) {
-      const f = bits[i] as number;
-      if ((f & 0x7fffffff) > 0x7f800000) bits[i] = f | 0x00400000;
-    }
-    return data;
-  }
   for (let i = 0; i < n; i++) {
     let f = bits[i] as number;
     if ((f & 0x7fffffff) > 0x7f800000) f = ((f & 0xffff0000) | 0x00400000) >>> 0;

@@ -5,7 +5,7 @@
 // Why a port: these three are the k-quant mixes' bulk, and ggml quantizes them with its scalar
 // reference code (quantize_row_q{4,5,6}_K_ref live in libggml-base, which is built without ISA
 // flags). The port runs the same float operations in the same order, four sub-blocks per SIMD
-// vector, so it gives the same bytes 2-3x faster. It is only trusted where it is shown to: the
+// vector, so it gives the same bytes 1.8-3.5x faster. It is only trusted where it is shown to: the
 // first use on each thread quantizes a probe (random rows and the edge cases: zero, constant,
 // one-signed and outlier sub-blocks) both ways, and a type whose bytes differ from this
 // machine's ggml (say a ggml built with fused multiply-adds) stays on ggml. Set

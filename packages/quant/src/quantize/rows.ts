@@ -68,7 +68,7 @@ function widenThrough(src: Uint8Array, dtype: SourceDtype, via: ViaType | undefi
   }
   widen(src, dtype, out);
   if (via === GGMLType.F16) roundThroughF16(out);
-  else if (via === GGMLType.BF16) roundThroughBF16(out, dtype === "BF16");
+  else if (via === GGMLType.BF16) roundThroughBF16(out);
   return out;
 }
 
